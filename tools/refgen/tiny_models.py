@@ -97,28 +97,28 @@ def greedy(model, prompt):
 
 
 def build(name, cfg_cls, model_cls, extra, shard, out_dir):
+    dest = os.path.join(out_dir, name)
     for seed in range(100):
         torch.manual_seed(1000 + seed)
         gen = torch.Generator().manual_seed(2000 + seed)
         cfg = cfg_cls(**COMMON, **extra)
-        cfg._attn_implementation = "eager"
         model = model_cls(cfg).eval()
         randomize_small_params(model, gen)
-        # Round the weights to bf16 first so the fp32 reference sees exactly
-        # what the checkpoint stores.
-        model = model.to(torch.bfloat16).to(torch.float32)
+        shutil.rmtree(dest, ignore_errors=True)
+        kwargs = {"max_shard_size": shard} if shard else {}
+        model.to(torch.bfloat16).save_pretrained(dest, safe_serialization=True, **kwargs)
+        # The reference is what transformers computes from the checkpoint as
+        # saved: load it back in fp32 (a model cast to bf16 and back would
+        # also have its RoPE inv_freq buffer rounded to bf16).
+        ref_model = model_cls.from_pretrained(dest, dtype=torch.float32, attn_implementation="eager").eval()
         prompt = torch.randint(3, VOCAB, (PROMPT_LEN,), generator=gen).tolist()
         with torch.no_grad():
-            last_logits, tokens, margin = greedy(model, prompt)
+            last_logits, tokens, margin = greedy(ref_model, prompt)
         if margin >= MIN_MARGIN:
             break
     else:
         raise SystemExit(f"{name}: no seed gave a top-2 margin >= {MIN_MARGIN}")
 
-    dest = os.path.join(out_dir, name)
-    shutil.rmtree(dest, ignore_errors=True)
-    kwargs = {"max_shard_size": shard} if shard else {}
-    model.to(torch.bfloat16).save_pretrained(dest, safe_serialization=True, **kwargs)
     for junk in ("generation_config.json",):
         p = os.path.join(dest, junk)
         if os.path.exists(p):
@@ -141,6 +141,7 @@ def build(name, cfg_cls, model_cls, extra, shard, out_dir):
     files = sorted(os.listdir(dest))
     print(f"{name}: seed {1000 + seed} margin {margin:.4f} tokens {tokens[:8]}... files {files}")
     print(f"  config: {json.dumps({k: v for k, v in cfg.to_dict().items() if 'rope' in k or 'window' in k or k == 'head_dim'})}")
+    print(f"  attn: {ref_model.config._attn_implementation}, inv_freq dtype {next(b for n, b in ref_model.named_buffers() if n.endswith('inv_freq')).dtype}")
 
 
 def main():
