@@ -1,0 +1,161 @@
+package attention
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// Eager is the reference attention backend. Like transformers'
+// eager_attention_forward it materialises each query's full score row
+// ((q·k) × Scale), masks it, takes a max-subtracted softmax in fp32 and
+// multiplies the probabilities by V. It runs on the CPU, parallel over
+// (query row, KV head) pairs.
+//
+// A query row that sees no key at all (possible only after KV compaction or
+// with a position-less query) gets an all-zero output; transformers has no
+// such case, and zeros keep the output finite and deterministic.
+type Eager struct {
+	// Workers bounds the goroutines used; 0 means runtime.GOMAXPROCS(0).
+	Workers int
+}
+
+var _ Backend = Eager{}
+
+// Name returns "eager".
+func (Eager) Name() string { return "eager" }
+
+// Attend computes p.Out.
+func (e Eager) Attend(ctx context.Context, p *Problem) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	items := p.NumQ() * p.NumKVHeads
+	if items == 0 {
+		return nil
+	}
+	maxLen := 0
+	for _, pos := range p.KPos {
+		maxLen = max(maxLen, len(pos))
+	}
+	workers := e.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	workers = min(workers, items)
+
+	// Items are handed out in small batches so that uneven work (queries
+	// late in a causal prefill see more keys) still spreads over workers.
+	const batch = 4
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var cancelled atomic.Bool
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			scores := make([]float32, maxLen)
+			for {
+				start := int(next.Add(batch)) - batch
+				if start >= items || cancelled.Load() {
+					return
+				}
+				if ctx.Err() != nil {
+					cancelled.Store(true)
+					return
+				}
+				for it := start; it < min(start+batch, items); it++ {
+					attendGroup(p, it/p.NumKVHeads, it%p.NumKVHeads, scores)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if cancelled.Load() {
+		return fmt.Errorf("attention layer %d: %w", p.Layer, ctx.Err())
+	}
+	return nil
+}
+
+// attendGroup computes query row i for every query head that reads KV head g.
+func attendGroup(p *Problem, i, g int, scores []float32) {
+	d := p.HeadDim
+	group := p.NumHeads / p.NumKVHeads
+	keys, values, kpos := p.K[g], p.V[g], p.KPos[g]
+	qpos := p.QPos[i]
+	scores = scores[:len(kpos)]
+	for h := g * group; h < (g+1)*group; h++ {
+		off := (i*p.NumHeads + h) * d
+		q := p.Q[off : off+d]
+		out := p.Out[off : off+d]
+		clear(out)
+
+		maxScore := float32(math.Inf(-1))
+		visible := false
+		for j, kp := range kpos {
+			if !Visible(qpos, kp, p.SlidingWindow) {
+				scores[j] = float32(math.Inf(-1))
+				continue
+			}
+			s := dot(q, keys[j*d:(j+1)*d]) * p.Scale
+			scores[j] = s
+			if !visible || s > maxScore {
+				maxScore = s
+			}
+			visible = true
+		}
+		if !visible {
+			continue
+		}
+		var sum float32
+		for j, s := range scores {
+			if math.IsInf(float64(s), -1) {
+				scores[j] = 0
+				continue
+			}
+			e := float32(math.Exp(float64(s - maxScore)))
+			scores[j] = e
+			sum += e
+		}
+		// Normalise first and then weight V, as softmax followed by a matmul does.
+		inv := 1 / sum
+		for j, e := range scores {
+			if e == 0 {
+				continue
+			}
+			axpy(out, e*inv, values[j*d:(j+1)*d])
+		}
+	}
+}
+
+// dot returns a·b with four independent accumulators, which lets the CPU
+// overlap the multiply-adds.
+func dot(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// axpy adds alpha·x to y.
+func axpy(y []float32, alpha float32, x []float32) {
+	x = x[:len(y)]
+	for i := range y {
+		y[i] += alpha * x[i]
+	}
+}
