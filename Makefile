@@ -1,0 +1,45 @@
+# longctx — see README.md. `make run` builds everything and runs the default
+# job; `make test` is the suite CI runs.
+GO       ?= go
+BIN      := bin
+VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+PKGS     := ./...
+FUZZTIME ?= 20s
+
+.PHONY: all build run test vet fmt-check fixtures fuzz clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/harness ./harness
+
+# The default job: a short generation on the embedded synthetic tiny model and
+# on a tiny real-format checkpoint, both on the CPU engine.
+run: build
+	$(BIN)/harness models
+	$(BIN)/harness generate --model synthetic:tiny --prompt "Long context inference is" --max-new-tokens 24
+	$(BIN)/harness generate --model engine/model/testdata/tiny/qwen3 --prompt-ids 5,17,42,99,311 --max-new-tokens 24
+
+fixtures:
+	./tools/fetch-tokenizers.sh
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+test: fixtures vet fmt-check
+	$(GO) test -count=1 $(PKGS)
+
+# Short runs of every fuzz target (go test runs their seed corpora already).
+fuzz:
+	@for pkg in $$($(GO) list $(PKGS)); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/longctx/longctx/engine/chattemplate"
+	"github.com/longctx/longctx/engine/model"
+	"github.com/longctx/longctx/engine/safetensors"
+	"github.com/longctx/longctx/engine/tokenizer"
+	"github.com/longctx/longctx/engine/weights"
+)
+
+// loadedModel is a model with the text side that goes with it. Tokenizer and
+// Template are nil when the checkpoint folder has none (tiny test
+// checkpoints): such a model takes prompts as ids only.
+type loadedModel struct {
+	Model     *model.Model
+	Tokenizer tokenizer.Encoder
+	Template  *chattemplate.Template
+}
+
+func (l *loadedModel) Close() error { return l.Model.Close() }
+
+func openSafetensors(dir string) (weights.Source, error) { return safetensors.Open(dir) }
+
+// loadModel opens a checkpoint folder or a synthetic preset. tokPath, when
+// set, overrides the tokenizer found beside the weights.
+func loadModel(path, tokPath string, opts model.LoadOptions) (*loadedModel, error) {
+	opts.Open = openSafetensors
+	m, err := model.Load(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	l := &loadedModel{Model: m}
+	if err := l.attachText(path, tokPath); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *loadedModel) attachText(path, tokPath string) error {
+	synthetic := strings.HasPrefix(path, model.SyntheticPrefix)
+	if tokPath == "" && !synthetic {
+		if _, err := os.Stat(filepath.Join(path, "tokenizer.json")); err == nil {
+			tokPath = path
+		}
+	}
+	switch {
+	case tokPath != "":
+		tok, err := tokenizer.Load(tokPath)
+		if err != nil {
+			return fmt.Errorf("tokenizer: %w", err)
+		}
+		if tok.VocabSize() > l.Model.Config().VocabSize {
+			return fmt.Errorf("tokenizer %s has %d ids but the model's vocab_size is %d", tokPath, tok.VocabSize(), l.Model.Config().VocabSize)
+		}
+		l.Tokenizer = tok
+		dir := tokPath
+		if !isDir(dir) {
+			dir = filepath.Dir(dir)
+		}
+		tmpl, err := chattemplate.Load(dir)
+		switch {
+		case err == nil:
+			l.Template = tmpl
+		case !errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("chat template: %w", err)
+		}
+	case synthetic:
+		// Synthetic presets have no tokenizer file; bytes map to ids so text
+		// prompts still work (their quality numbers mean nothing anyway).
+		tok, err := tokenizer.NewBytes(l.Model.Config().VocabSize)
+		if err != nil {
+			return fmt.Errorf("byte tokenizer for %s: %w", path, err)
+		}
+		l.Tokenizer = tok
+	}
+	return nil
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
