@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/longctx/longctx/engine/chattemplate"
 	"github.com/longctx/longctx/engine/model"
 	"github.com/longctx/longctx/engine/sample"
 )
@@ -208,15 +207,11 @@ func buildPrompt(cmd *cobra.Command, f generateFlags, lm *loadedModel) ([]int, e
 	case lm.Tokenizer == nil:
 		return nil, fmt.Errorf("%s has no tokenizer.json: pass --tokenizer or use --prompt-ids", f.model)
 	case cmd.Flags().Changed("chat"):
-		if lm.Template == nil {
+		chat := chatTurn(lm.Template)
+		if chat == nil {
 			return nil, fmt.Errorf("%s has no chat template (tokenizer_config.json): use --prompt", f.model)
 		}
-		var msgs []chattemplate.Message
-		if f.system != "" {
-			msgs = append(msgs, chattemplate.Message{Role: "system", Content: f.system})
-		}
-		msgs = append(msgs, chattemplate.Message{Role: "user", Content: f.chat})
-		text, err := lm.Template.Render(msgs, chattemplate.Options{AddGenerationPrompt: true})
+		text, err := chat(f.system, f.chat)
 		if err != nil {
 			return nil, fmt.Errorf("chat template: %w", err)
 		}

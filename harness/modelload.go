@@ -53,25 +53,14 @@ func (l *loadedModel) attachText(path, tokPath string) error {
 	}
 	switch {
 	case tokPath != "":
-		tok, err := tokenizer.Load(tokPath)
+		tok, tmpl, err := loadText(tokPath)
 		if err != nil {
-			return fmt.Errorf("tokenizer: %w", err)
+			return err
 		}
 		if tok.VocabSize() > l.Model.Config().VocabSize {
 			return fmt.Errorf("tokenizer %s has %d ids but the model's vocab_size is %d", tokPath, tok.VocabSize(), l.Model.Config().VocabSize)
 		}
-		l.Tokenizer = tok
-		dir := tokPath
-		if !isDir(dir) {
-			dir = filepath.Dir(dir)
-		}
-		tmpl, err := chattemplate.Load(dir)
-		switch {
-		case err == nil:
-			l.Template = tmpl
-		case !errors.Is(err, fs.ErrNotExist):
-			return fmt.Errorf("chat template: %w", err)
-		}
+		l.Tokenizer, l.Template = tok, tmpl
 	case synthetic:
 		// Synthetic presets have no tokenizer file; bytes map to ids so text
 		// prompts still work (their quality numbers mean nothing anyway).
@@ -82,6 +71,44 @@ func (l *loadedModel) attachText(path, tokPath string) error {
 		l.Tokenizer = tok
 	}
 	return nil
+}
+
+// loadText loads tokenizer.json (a file or the folder holding it) and the
+// chat template of the tokenizer_config.json beside it; the template is nil
+// when there is no tokenizer_config.json.
+func loadText(tokPath string) (*tokenizer.Tokenizer, *chattemplate.Template, error) {
+	tok, err := tokenizer.Load(tokPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	dir := tokPath
+	if !isDir(dir) {
+		dir = filepath.Dir(dir)
+	}
+	tmpl, err := chattemplate.Load(dir)
+	switch {
+	case err == nil:
+		return tok, tmpl, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return tok, nil, nil
+	}
+	return nil, nil, fmt.Errorf("chat template: %w", err)
+}
+
+// chatTurn renders one system + user turn with the generation prompt, or
+// returns nil when tmpl has no chat template (base models).
+func chatTurn(tmpl *chattemplate.Template) func(system, user string) (string, error) {
+	if tmpl == nil || !tmpl.HasTemplate() {
+		return nil
+	}
+	return func(system, user string) (string, error) {
+		var msgs []chattemplate.Message
+		if system != "" {
+			msgs = append(msgs, chattemplate.Message{Role: "system", Content: system})
+		}
+		msgs = append(msgs, chattemplate.Message{Role: "user", Content: user})
+		return tmpl.Render(msgs, chattemplate.Options{AddGenerationPrompt: true})
+	}
 }
 
 func isDir(p string) bool {

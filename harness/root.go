@@ -48,6 +48,7 @@ throughput, memory, the longest context that fits, and task quality.`,
 		newGenerateCommand(),
 		newTokenizeCommand(),
 		newModelsCommand(),
+		newDatasetsCommand(),
 	)
 	return root
 }
