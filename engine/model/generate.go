@@ -42,6 +42,11 @@ type GenerateOptions struct {
 	// before the first token is sampled: where KV compression acts on the
 	// prefilled cache.
 	AfterPrefill func(ctx context.Context, s *Sequence) error
+	// AfterStep, when set, runs after each decode step's forward pass (the
+	// token fed in that step is then in the KV cache) and before its logits
+	// are sampled: where a decode-time KV budget is enforced. Its time
+	// counts in the step's.
+	AfterStep func(ctx context.Context, s *Sequence) error
 	// OnToken receives each token as soon as it is chosen (streaming); an
 	// error from it stops generation and is returned. Its time is not
 	// counted in the timings.
@@ -155,6 +160,11 @@ func (s *Sequence) Generate(ctx context.Context, prompt []int, opts GenerateOpti
 		logits, err := s.Decode(ctx, tok)
 		if err != nil {
 			return nil, fmt.Errorf("decode step %d: %w", len(res.Tokens), err)
+		}
+		if opts.AfterStep != nil {
+			if err := opts.AfterStep(ctx, s); err != nil {
+				return nil, fmt.Errorf("decode step %d: after step: %w", len(res.Tokens), err)
+			}
 		}
 		if tok, err = sampler.Sample(logits); err != nil {
 			return nil, fmt.Errorf("decode step %d: %w", len(res.Tokens), err)

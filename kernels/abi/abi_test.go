@@ -1,0 +1,82 @@
+package abi
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+
+	"github.com/longctx/longctx/plugins/sdk"
+	"github.com/longctx/longctx/plugins/sdk/pluginpb"
+)
+
+func TestVersionMatchesHeader(t *testing.T) {
+	data, err := Headers.ReadFile("common.h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`#define LONGCTX_ABI_VERSION (\d+)`).FindSubmatch(data)
+	if m == nil {
+		t.Fatal("common.h has no LONGCTX_ABI_VERSION")
+	}
+	if v, _ := strconv.Atoi(string(m[1])); v != Version {
+		t.Fatalf("header says version %d, Go says %d", v, Version)
+	}
+}
+
+// TestGridRulesMatchProtocol: launch.h's numbers are the protocol's.
+func TestGridRulesMatchProtocol(t *testing.T) {
+	data, err := Headers.ReadFile("launch.h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]pluginpb.GridRule{
+		"Q_TILES_HEADS_SEQS":     pluginpb.GridRule_GRID_RULE_Q_TILES_HEADS_SEQS,
+		"HEADS_SEQS":             pluginpb.GridRule_GRID_RULE_HEADS_SEQS,
+		"KV_TILES_KV_HEADS_SEQS": pluginpb.GridRule_GRID_RULE_KV_TILES_KV_HEADS_SEQS,
+	} {
+		m := regexp.MustCompile(`#define LONGCTX_GRID_RULE_` + name + ` (\d+)`).FindSubmatch(data)
+		if m == nil {
+			t.Fatalf("launch.h lacks LONGCTX_GRID_RULE_%s", name)
+		}
+		if v, _ := strconv.Atoi(string(m[1])); v != int(want) {
+			t.Errorf("%s: header %d, protocol %d", name, v, want)
+		}
+	}
+	if int(sdk.GridQTilesHeadsSeqs) != int(pluginpb.GridRule_GRID_RULE_Q_TILES_HEADS_SEQS) {
+		t.Error("sdk grid rules drifted from the protocol")
+	}
+}
+
+// TestHeadersCompile checks the headers as C and C++ with the host
+// compiler, which NVRTC's front end agrees with on these plain structs.
+func TestHeadersCompile(t *testing.T) {
+	dir := t.TempDir()
+	src := `#include "attention.h"
+#include "kv_score.h"
+#include "launch.h"
+typedef char check_version[LONGCTX_ABI_VERSION == 1 ? 1 : -1];
+int main(void) { longctx_attention_params a; longctx_kv_score_params s; (void)a; (void)s; return 0; }
+`
+	if err := os.WriteFile(filepath.Join(dir, "t.c"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ran := 0
+	for _, cc := range []struct{ bin, lang string }{{"cc", "c"}, {"c++", "c++"}} {
+		path, err := exec.LookPath(cc.bin)
+		if err != nil {
+			continue
+		}
+		ran++
+		wd, _ := os.Getwd()
+		cmd := exec.Command(path, "-x", cc.lang, "-fsyntax-only", "-Wall", "-Werror", "-I", wd, filepath.Join(dir, "t.c"))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("%s: %v\n%s", cc.bin, err, out)
+		}
+	}
+	if ran == 0 {
+		t.Skip("no C compiler on PATH: headers not compiled")
+	}
+}
