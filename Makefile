@@ -7,12 +7,22 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 PKGS     := ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build run test vet fmt-check fixtures fuzz clean
+PLUGINS  := attention/eager attention/flash attention/flex kvcache/full kvcache/l2 kvcache/streaming kvcache/random
+
+.PHONY: all build harness plugins run test vet fmt-check fixtures fuzz clean
 
 all: build
 
-build:
+build: harness plugins
+
+harness:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/harness ./harness
+
+# Each built-in plugin is built into its folder beside a plugin.json whose
+# sha256 the harness checks before starting it.
+plugins:
+	@for p in $(PLUGINS); do $(GO) build -trimpath -ldflags '-s -w' -o plugins/$$p/$$(basename $$p) ./plugins/$$p/cmd || exit 1; done
+	$(GO) run ./tools/plugin-manifest $(addprefix plugins/,$(PLUGINS))
 
 # The default job: a short generation on the embedded synthetic tiny model and
 # on a tiny real-format checkpoint, both on the CPU engine.
@@ -20,6 +30,8 @@ run: build
 	$(BIN)/harness models
 	$(BIN)/harness generate --model synthetic:tiny --prompt "Long context inference is" --max-new-tokens 24
 	$(BIN)/harness generate --model engine/model/testdata/tiny/qwen3 --prompt-ids 5,17,42,99,311 --max-new-tokens 24
+	$(BIN)/harness plugins list
+	$(BIN)/harness generate --model synthetic:tiny --prompt "Long context inference is" --max-new-tokens 24 --attn flash --kv l2 --kv-opt ratio=0.5
 
 fixtures:
 	./tools/fetch-tokenizers.sh
@@ -43,3 +55,4 @@ fuzz:
 
 clean:
 	rm -rf $(BIN)
+	rm -f $(foreach p,$(PLUGINS),plugins/$(p)/$(notdir $(p)) plugins/$(p)/plugin.json)

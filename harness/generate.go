@@ -28,6 +28,7 @@ type generateFlags struct {
 	ignoreEOS            bool
 	threads              int
 	asJSON               bool
+	plugins              pluginFlags
 }
 
 // generateOutput is the --json result; field names are a stable interface
@@ -48,6 +49,11 @@ type generateOutput struct {
 	DecodeTokS     float64 `json:"decode_tok_s"`
 	KVBytesPrefill int64   `json:"kv_bytes_prefill"`
 	KVBytesEnd     int64   `json:"kv_bytes_end"`
+	// KVEvicted counts the tokens the KV plugin removed (per layer and
+	// KV head, summed); Attention and KV describe the plugins run.
+	KVEvicted int64         `json:"kv_evicted_tokens"`
+	Attention *pluginRecord `json:"attention,omitempty"`
+	KV        *pluginRecord `json:"kv,omitempty"`
 }
 
 func newGenerateCommand() *cobra.Command {
@@ -66,7 +72,8 @@ does); --chat wraps the text in the model's chat template as a user turn
 		Example: `  harness generate --model synthetic:tiny --prompt "Once upon a time" --max-new-tokens 32
   harness generate --model ~/models/Qwen3-0.6B --chat "Name three rivers." --max-new-tokens 64
   harness generate --model ~/models/Llama-3.2-1B --prompt "The sky is" --temperature 0.7 --top-p 0.9 --seed 7
-  harness generate --model engine/model/testdata/tiny/llama3 --prompt-ids 5,17,42 --json`,
+  harness generate --model engine/model/testdata/tiny/llama3 --prompt-ids 5,17,42 --json
+  harness generate --model synthetic:tiny --prompt "..." --attn flash --kv l2 --kv-opt ratio=0.5 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runGenerate(cmd, f) },
 	}
@@ -90,6 +97,7 @@ does); --chat wraps the text in the model's chat template as a user turn
 	fl.BoolVar(&f.ignoreEOS, "ignore-eos", false, "always generate --max-new-tokens tokens")
 	fl.IntVar(&f.threads, "threads", 0, "worker goroutines for the CPU kernels (0: all cores)")
 	fl.BoolVar(&f.asJSON, "json", false, "print one JSON object with prompt_ids, tokens, text and timings")
+	f.plugins.register(cmd)
 	_ = cmd.MarkFlagDirname("model")
 	_ = cmd.MarkFlagFilename("tokenizer", "json")
 	_ = cmd.RegisterFlagCompletionFunc("model", completeModels)
@@ -128,6 +136,9 @@ func runGenerate(cmd *cobra.Command, f generateFlags) error {
 	if f.chunk < 0 {
 		return usagef(cmd, "--chunk-size %d must be >= 0", f.chunk)
 	}
+	if err := f.plugins.validate(cmd); err != nil {
+		return err
+	}
 	if f.greedy && f.temperature > 0 {
 		return usagef(cmd, "--greedy conflicts with --temperature %v", f.temperature)
 	}
@@ -143,7 +154,14 @@ func runGenerate(cmd *cobra.Command, f generateFlags) error {
 		}
 	}
 
-	lm, err := loadModel(f.model, f.tokenizer, model.LoadOptions{Seed: f.weightsSeed, Workers: f.threads})
+	plugins, err := openPlugins(cmd.Context(), cmd, f.plugins, f.model)
+	if err != nil {
+		return err
+	}
+	defer plugins.Close()
+	loadOpts := model.LoadOptions{Seed: f.weightsSeed, Workers: f.threads}
+	plugins.loadOptions(&loadOpts)
+	lm, err := loadModel(f.model, f.tokenizer, loadOpts)
 	if err != nil {
 		return err
 	}
@@ -170,6 +188,10 @@ func runGenerate(cmd *cobra.Command, f generateFlags) error {
 		StopTokens:   stops,
 		IgnoreStop:   f.ignoreEOS,
 	}
+	compressor, err := plugins.apply(&opts)
+	if err != nil {
+		return err
+	}
 	res, err := lm.Model.Generate(cmd.Context(), prompt, opts)
 	if err != nil {
 		return fmt.Errorf("generate: %w", err)
@@ -181,6 +203,10 @@ func runGenerate(cmd *cobra.Command, f generateFlags) error {
 		}
 	}
 	out := summarize(lm, prompt, res, text)
+	out.Attention, out.KV = plugins.records()
+	if compressor != nil {
+		out.KVEvicted = compressor.Evicted()
+	}
 	if f.asJSON {
 		return json.NewEncoder(cmd.OutOrStdout()).Encode(out)
 	}

@@ -49,6 +49,7 @@ throughput, memory, the longest context that fits, and task quality.`,
 		newTokenizeCommand(),
 		newModelsCommand(),
 		newDatasetsCommand(),
+		newPluginsCommand(),
 	)
 	return root
 }
