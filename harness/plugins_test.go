@@ -63,12 +63,12 @@ func TestMain(m *testing.M) {
 }
 
 type l2Case struct {
-	When                string  `json:"when"`
-	Ratio               float64 `json:"ratio"`
-	SkipLayers          []int   `json:"skip_layers"`
-	Sink                int     `json:"sink"`
-	Window              int     `json:"window"`
-	Tokens              []int   `json:"tokens"`
+	When                 string  `json:"when"`
+	Ratio                float64 `json:"ratio"`
+	SkipLayers           []int   `json:"skip_layers"`
+	Sink                 int     `json:"sink"`
+	Window               int     `json:"window"`
+	Tokens               []int   `json:"tokens"`
 	KVTokensAfterPrefill int64   `json:"kv_tokens_after_prefill"`
 }
 
