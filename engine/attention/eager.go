@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+
+	"github.com/longctx/longctx/engine/vec"
 )
 
 // Eager is the reference attention backend. Like transformers'
@@ -103,7 +105,7 @@ func attendGroup(p *Problem, i, g int, scores []float32) {
 				scores[j] = float32(math.Inf(-1))
 				continue
 			}
-			s := dot(q, keys[j*d:(j+1)*d]) * p.Scale
+			s := vec.Dot(q, keys[j*d:(j+1)*d]) * p.Scale
 			scores[j] = s
 			if !visible || s > maxScore {
 				maxScore = s
@@ -129,33 +131,7 @@ func attendGroup(p *Problem, i, g int, scores []float32) {
 			if e == 0 {
 				continue
 			}
-			axpy(out, e*inv, values[j*d:(j+1)*d])
+			vec.Axpy(out, e*inv, values[j*d:(j+1)*d])
 		}
-	}
-}
-
-// dot returns a·b with four independent accumulators, which lets the CPU
-// overlap the multiply-adds.
-func dot(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
-	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
-	}
-	return (s0 + s1) + (s2 + s3)
-}
-
-// axpy adds alpha·x to y.
-func axpy(y []float32, alpha float32, x []float32) {
-	x = x[:len(y)]
-	for i := range y {
-		y[i] += alpha * x[i]
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/longctx/longctx/engine/vec"
 	"github.com/longctx/longctx/engine/weights"
 )
 
@@ -136,7 +137,7 @@ func (m Matrix) applyBlock(out, x []float32, n int, bias []float32, lo int, rows
 			oi[lo+k], oi[lo+k+1], oi[lo+k+2], oi[lo+k+3] = s0, s1, s2, s3
 		}
 		for ; k < len(rows); k++ {
-			oi[lo+k] = Dot(xi, rows[k])
+			oi[lo+k] = vec.Dot(xi, rows[k])
 		}
 		if bias != nil {
 			for k := range rows {
@@ -144,23 +145,6 @@ func (m Matrix) applyBlock(out, x []float32, n int, bias []float32, lo int, rows
 			}
 		}
 	}
-}
-
-// Dot returns a·b (len(b) >= len(a)).
-func Dot(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
-	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
-	}
-	return (s0 + s1) + (s2 + s3)
 }
 
 // dot4 returns x·w0 .. x·w3, loading each element of x once for four rows.

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 
 	"github.com/longctx/longctx/engine/attention"
+	"github.com/longctx/longctx/engine/vec"
 )
 
 // Mask decides whether query head h at position q sees the key at
@@ -183,7 +184,7 @@ func (w *worker) item(p *attention.Problem, qt, h int, mask Mask, score ScoreMod
 				if kind == Partial && !w.vis[r*w.bk+c] {
 					continue
 				}
-				s := dot(q, keys[(c0+c)*d:(c0+c+1)*d]) * p.Scale
+				s := vec.Dot(q, keys[(c0+c)*d:(c0+c+1)*d]) * p.Scale
 				if score != nil {
 					if s, err = score(h, p.QPos[i], kpos[c0+c], s); err != nil {
 						return st, err
@@ -269,19 +270,3 @@ func (w *worker) classify(p *attention.Problem, h, r0, rows int, kpos []int, mas
 }
 
 func expf(x float32) float32 { return float32(math.Exp(float64(x))) }
-
-func dot(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
-	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
-	}
-	return (s0 + s1) + (s2 + s3)
-}
