@@ -7,16 +7,23 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 PKGS     := ./...
 FUZZTIME ?= 20s
 
+EVALUATORS := squad hotpotqa longbench_qa_f1 rouge rouge_stem needle
 PLUGINS  := attention/eager attention/flash attention/flex kvcache/full kvcache/l2 kvcache/streaming kvcache/random
 
-.PHONY: all build harness plugins run test vet fmt-check fixtures fuzz clean
+.PHONY: all build harness plugins evaluators run test vet fmt-check fixtures fuzz clean
 
 all: build
 
-build: harness plugins
+build: harness plugins evaluators
 
 harness:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/harness ./harness
+
+# The built-in scorers are WASI modules; the harness finds them by name in
+# bin/evaluators beside itself.
+evaluators:
+	@mkdir -p $(BIN)/evaluators
+	@for e in $(EVALUATORS); do GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/evaluators/$$e.wasm ./evaluators/builtin/$$e || exit 1; done
 
 # Each built-in plugin is built into its folder beside a plugin.json whose
 # sha256 the harness checks before starting it.
@@ -31,6 +38,7 @@ run: build
 	$(BIN)/harness generate --model synthetic:tiny --prompt "Long context inference is" --max-new-tokens 24
 	$(BIN)/harness generate --model engine/model/testdata/tiny/qwen3 --prompt-ids 5,17,42,99,311 --max-new-tokens 24
 	$(BIN)/harness plugins list
+	$(BIN)/harness evaluators list
 	$(BIN)/harness generate --model synthetic:tiny --prompt "Long context inference is" --max-new-tokens 24 --attn flash --kv l2 --kv-opt ratio=0.5
 
 fixtures:

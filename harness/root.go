@@ -50,6 +50,8 @@ throughput, memory, the longest context that fits, and task quality.`,
 		newModelsCommand(),
 		newDatasetsCommand(),
 		newPluginsCommand(),
+		newEvaluatorsCommand(),
+		newScoreCommand(),
 	)
 	return root
 }
