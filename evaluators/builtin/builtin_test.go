@@ -255,7 +255,7 @@ func narrativeQAItems(n int) []contract.Item {
 
 // BenchmarkScore10k scores 10,000 NarrativeQA-sized answers with each
 // built-in through the WASM host: one instantiation per op, JSON both ways
-// included. bench/evaluators.md records the numbers.
+// included. bench/RESULTS.md records the numbers.
 func BenchmarkScore10k(b *testing.B) {
 	items := narrativeQAItems(10_000)
 	evs := loadAll(b)
