@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 )
 
 // runCLI runs the harness in-process, as main does, and returns its output.
@@ -250,4 +252,22 @@ func TestCompletionScript(t *testing.T) {
 	if !strings.Contains(stdout, "__start_harness") {
 		t.Errorf("bash completion script lacks its entry function:\n%.300s", stdout)
 	}
+}
+
+// Every command of ours documents itself with examples.
+func TestEveryCommandHasExamples(t *testing.T) {
+	root := newRootCommand(&bytes.Buffer{}, &bytes.Buffer{})
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			if sub.Name() == "help" || sub.Name() == "completion" || sub.Parent().Name() == "completion" {
+				continue
+			}
+			if strings.TrimSpace(sub.Example) == "" {
+				t.Errorf("%s has no --help examples", sub.CommandPath())
+			}
+			walk(sub)
+		}
+	}
+	walk(root)
 }
