@@ -60,7 +60,7 @@ func Parse(data []byte) (Manifest, error) {
 // Validate checks every field.
 func (m Manifest) Validate() error {
 	switch {
-	case !validName(m.Name):
+	case !ValidName(m.Name):
 		return fmt.Errorf("manifest: name %q: want 1-64 lowercase letters, digits, '_' or '-'", m.Name)
 	case m.Kind != "attention" && m.Kind != "kvcache":
 		return fmt.Errorf("manifest %s: kind %q: want attention or kvcache", m.Name, m.Kind)
@@ -75,7 +75,9 @@ func (m Manifest) Validate() error {
 	return nil
 }
 
-func validName(s string) bool {
+// ValidName reports whether s is a plugin name: 1-64 lowercase letters,
+// digits, '_' or '-' (the name --attn and --kv find it by).
+func ValidName(s string) bool {
 	if s == "" || len(s) > 64 {
 		return false
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/longctx/longctx/plugins/manifest"
 	"github.com/longctx/longctx/plugins/sdk/pluginpb"
 )
 
@@ -45,7 +46,7 @@ type Description struct {
 // Validate checks a description received from a plugin, so that a plugin
 // answering garbage is refused with a clear error.
 func (d *Description) Validate() error {
-	if !validPluginName(d.Name) {
+	if !manifest.ValidName(d.Name) {
 		return fmt.Errorf("plugin name %q: want 1-64 lowercase letters, digits, '_' or '-'", d.Name)
 	}
 	if !d.Kind.valid() {
@@ -71,18 +72,6 @@ func (d *Description) Validate() error {
 		return fmt.Errorf("plugin %s: option schema: %w", d.Name, err)
 	}
 	return nil
-}
-
-func validPluginName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' && c != '-' {
-			return false
-		}
-	}
-	return true
 }
 
 // Supports checks a model shape and device against the capabilities.
