@@ -50,13 +50,18 @@ func EstimateMemory(cfg Config, weightBytes int64, tokens, chunk, workers int) M
 	}
 }
 
+// ErrOutOfMemory is wrapped by the errors of runs and loads that do not fit
+// the memory limit, so a benchmark records them as "oom" rather than as
+// failures.
+var ErrOutOfMemory = errors.New("out of memory")
+
 // checkFits returns an error when need exceeds limit (limit < 0: no check).
 func checkFits(what string, need MemoryEstimate, limit int64) error {
 	if limit < 0 || need.Total() <= limit {
 		return nil
 	}
-	return fmt.Errorf("%s needs about %s of RAM (weights %s, activations %s, KV cache %s) but %s is available",
-		what, gib(need.Total()), gib(need.Weights), gib(need.Activations), gib(need.KVCache), gib(limit))
+	return fmt.Errorf("%w: %s needs about %s of RAM (weights %s, activations %s, KV cache %s) but %s is available",
+		ErrOutOfMemory, what, gib(need.Total()), gib(need.Weights), gib(need.Activations), gib(need.KVCache), gib(limit))
 }
 
 func gib(b int64) string { return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30)) }

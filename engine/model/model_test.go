@@ -632,6 +632,9 @@ func TestMemoryChecks(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "needs about") || !strings.Contains(err.Error(), "1.00 GiB is available") {
 		t.Fatalf("Load = %v, want a memory error", err)
 	}
+	if !errors.Is(err, ErrOutOfMemory) {
+		t.Errorf("Load error %v does not wrap ErrOutOfMemory", err)
+	}
 	if time.Since(start) > time.Second {
 		t.Fatalf("refusal took %v: weights were generated before the check", time.Since(start))
 	}
