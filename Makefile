@@ -31,15 +31,14 @@ plugins:
 	@for p in $(PLUGINS); do $(GO) build -trimpath -ldflags '-s -w' -o plugins/$$p/$$(basename $$p) ./plugins/$$p/cmd || exit 1; done
 	$(GO) run ./tools/plugin-manifest $(addprefix plugins/,$(PLUGINS))
 
-# The default job: a short generation on the embedded synthetic tiny model and
-# on a tiny real-format checkpoint, both on the CPU engine.
+# The default job: the embedded default sweep on the CPU engine (the
+# synthetic tiny model; eager vs flash attention, with and without L2
+# compression; speed and needle tasks over three context lengths), then the
+# report. Finished cells are kept, so a second `make run` only redraws.
 run: build
-	$(BIN)/harness models
-	$(BIN)/harness generate --model synthetic:tiny --prompt "Long context inference is" --max-new-tokens 24
-	$(BIN)/harness generate --model engine/model/testdata/tiny/qwen3 --prompt-ids 5,17,42,99,311 --max-new-tokens 24
-	$(BIN)/harness plugins list
-	$(BIN)/harness evaluators list
-	$(BIN)/harness generate --model synthetic:tiny --prompt "Long context inference is" --max-new-tokens 24 --attn flash --kv l2 --kv-opt ratio=0.5
+	$(BIN)/harness sweep --default --out results/default
+	$(BIN)/harness report results/default --out report/default
+	@echo "results: results/default/*.parquet   report: report/default/index.html"
 
 fixtures:
 	./tools/fetch-tokenizers.sh

@@ -154,7 +154,7 @@ func runGenerate(cmd *cobra.Command, f generateFlags) error {
 		}
 	}
 
-	plugins, err := openPlugins(cmd.Context(), cmd, f.plugins, f.model)
+	plugins, err := openPlugins(cmd.Context(), cmd.ErrOrStderr(), f.plugins, f.model)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -43,8 +44,8 @@ func (p *pluginFlags) validate(cmd *cobra.Command) error {
 	return nil
 }
 
-func hostConfig(cmd *cobra.Command, level string) host.Config {
-	return host.Config{SearchPath: pluginSearchPath(), Log: cmd.ErrOrStderr(), LogLevel: level}
+func hostConfig(log io.Writer, level string) host.Config {
+	return host.Config{SearchPath: pluginSearchPath(), Log: log, LogLevel: level}
 }
 
 // pluginSearchPath adds, after the default roots, the plugins folder of the
@@ -82,7 +83,7 @@ type pluginSet struct {
 // openPlugins launches and prepares the chosen plugins for the model at
 // modelPath. The attention plugin must exist before the model is loaded,
 // since the model takes its backend at load time.
-func openPlugins(ctx context.Context, cmd *cobra.Command, p pluginFlags, modelPath string) (*pluginSet, error) {
+func openPlugins(ctx context.Context, log io.Writer, p pluginFlags, modelPath string) (*pluginSet, error) {
 	set := &pluginSet{}
 	if p.attn == "" && p.kv == "" {
 		return set, nil
@@ -91,7 +92,7 @@ func openPlugins(ctx context.Context, cmd *cobra.Command, p pluginFlags, modelPa
 	if err != nil {
 		return nil, err
 	}
-	cfg := hostConfig(cmd, p.logLevel)
+	cfg := hostConfig(log, p.logLevel)
 	if p.attn != "" {
 		if set.attn, err = host.OpenAttention(ctx, host.Selection{Ref: p.attn, Options: p.attnOpts}, shape, sdk.CPU, cfg); err != nil {
 			return nil, fmt.Errorf("--attn %s: %w", p.attn, err)
@@ -175,7 +176,7 @@ plugins' builds the built-in ones. See plugins/README.md to write one.`,
 		Example: "  harness plugins list\n  LONGCTX_PLUGIN_PATH=~/my-plugins harness plugins list --json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ls := host.List(cmd.Context(), hostConfig(cmd, level))
+			ls := host.List(cmd.Context(), hostConfig(cmd.ErrOrStderr(), level))
 			if asJSON, _ := cmd.Flags().GetBool("json"); asJSON {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(ls)
 			}
@@ -194,7 +195,7 @@ plugins' builds the built-in ones. See plugins/README.md to write one.`,
   harness plugins describe ./plugins/kvcache/l2`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, loc, err := host.Describe(cmd.Context(), args[0], hostConfig(cmd, level))
+			d, loc, err := host.Describe(cmd.Context(), args[0], hostConfig(cmd.ErrOrStderr(), level))
 			if err != nil {
 				return err
 			}

@@ -59,6 +59,9 @@ func TestMain(m *testing.M) {
 	if pluginsDir != "" {
 		os.RemoveAll(pluginsDir)
 	}
+	if harnessBin != "" {
+		os.RemoveAll(filepath.Dir(harnessBin))
+	}
 	os.Exit(code)
 }
 

@@ -45,6 +45,9 @@ throughput, memory, the longest context that fits, and task quality.`,
 		return usageError{command: cmd.CommandPath(), err: err}
 	})
 	root.AddCommand(
+		newRunCommand(),
+		newSweepCommand(),
+		newReportCommand(),
 		newGenerateCommand(),
 		newTokenizeCommand(),
 		newModelsCommand(),
