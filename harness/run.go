@@ -18,7 +18,6 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/longctx/longctx/datasets/needle"
 	evalhost "github.com/longctx/longctx/evaluators/host"
 	"github.com/longctx/longctx/harness/results"
 	"github.com/longctx/longctx/harness/sweep"
@@ -115,7 +114,7 @@ func runRun(cmd *cobra.Command, f runFlags) error {
 	if err := f.plugins.validate(cmd); err != nil {
 		return err
 	}
-	contexts, err := needle.ParseLengths(f.contexts)
+	contexts, err := sweep.ParseSizeList(f.contexts)
 	if err != nil {
 		return usagef(cmd, "--context: %v", err)
 	}
