@@ -237,6 +237,11 @@ func linearPlot(title, xLabel, yLabel string, lines []line, xTicks []float64, ti
 	p.X.Min, p.X.Max = lo-pad, hi+pad
 	_, yhi := yRange(lines)
 	p.Y.Min, p.Y.Max = 0, math.Max(yhi, 0)*headroom(len(lines))
+	if p.Y.Max == 0 {
+		// All zeros (say, scores of a synthetic model): an empty range would
+		// make gonum centre the axis on 0, showing impossible negatives.
+		p.Y.Max = 1
+	}
 	return p, nil
 }
 
