@@ -281,6 +281,8 @@ func (cr *cellRun) runRequest(ctx context.Context, req request) results.Row {
 	}
 	row.PrefillTokS = ptr(out.PrefillTokS)
 	row.KVBytesPrefill, row.KVBytesEnd = ptr(res.KVBytesPrefill), ptr(res.KVBytesEnd)
+	// The CPU engine has no allocator to ask: its peak is the weights plus
+	// the largest live KV cache (activations not counted; see the schema).
 	peak := max(res.KVBytesPrefill, res.KVBytesEnd) + *row.WeightsBytes
 	row.PeakEngineBytes = &peak
 	if compressor != nil {
