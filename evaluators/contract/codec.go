@@ -18,11 +18,41 @@ import (
 // field empty, invalid UTF-8 and lone surrogates becoming U+FFFD); a fuzz
 // test holds it to that.
 func DecodeItem(line []byte) (Item, error) {
-	d := decoder{b: line}
 	var it Item
+	err := decodeTopObject(line, func(d *decoder, key string) error {
+		switch key {
+		case "id":
+			return d.stringOrNull(&it.ID)
+		case "prediction":
+			return d.stringOrNull(&it.Prediction)
+		case "references":
+			var err error
+			it.References, err = d.stringArray()
+			return err
+		case "meta":
+			start := d.off
+			if err := d.skipValue(1); err != nil {
+				return err
+			}
+			it.Meta = append([]byte(nil), d.b[start:d.off]...)
+			return nil
+		}
+		return d.skipValue(1)
+	})
+	if err != nil {
+		return Item{}, err
+	}
+	return it, nil
+}
+
+// decodeTopObject walks line as one JSON object and nothing after it,
+// calling field for each key with the decoder placed at the key's value;
+// field must consume the value.
+func decodeTopObject(line []byte, field func(d *decoder, key string) error) error {
+	d := decoder{b: line}
 	d.space()
 	if !d.eat('{') {
-		return Item{}, d.errorf("expected '{'")
+		return d.errorf("expected '{'")
 	}
 	d.space()
 	if !d.eat('}') {
@@ -30,30 +60,15 @@ func DecodeItem(line []byte) (Item, error) {
 			d.space()
 			key, err := d.string()
 			if err != nil {
-				return Item{}, err
+				return err
 			}
 			d.space()
 			if !d.eat(':') {
-				return Item{}, d.errorf("expected ':' after object key")
+				return d.errorf("expected ':' after object key")
 			}
 			d.space()
-			switch key {
-			case "id":
-				err = d.stringOrNull(&it.ID)
-			case "prediction":
-				err = d.stringOrNull(&it.Prediction)
-			case "references":
-				it.References, err = d.stringArray()
-			case "meta":
-				start := d.off
-				if err = d.skipValue(1); err == nil {
-					it.Meta = append([]byte(nil), d.b[start:d.off]...)
-				}
-			default:
-				err = d.skipValue(1)
-			}
-			if err != nil {
-				return Item{}, err
+			if err := field(&d, key); err != nil {
+				return err
 			}
 			d.space()
 			if d.eat(',') {
@@ -62,14 +77,14 @@ func DecodeItem(line []byte) (Item, error) {
 			if d.eat('}') {
 				break
 			}
-			return Item{}, d.errorf("expected ',' or '}' in object")
+			return d.errorf("expected ',' or '}' in object")
 		}
 	}
 	d.space()
 	if d.off != len(d.b) {
-		return Item{}, d.errorf("trailing data after the JSON object")
+		return d.errorf("trailing data after the JSON object")
 	}
-	return it, nil
+	return nil
 }
 
 type decoder struct {
@@ -396,49 +411,18 @@ func (d *decoder) digits() int {
 // encoding/json accepts into a ScoreLine (it has no case-insensitive keys),
 // with the same result; a fuzz test holds it to that.
 func decodeScoreLine(line []byte) (ScoreLine, error) {
-	d := decoder{b: line}
 	var sl ScoreLine
-	d.space()
-	if !d.eat('{') {
-		return ScoreLine{}, d.errorf("expected '{'")
-	}
-	d.space()
-	if !d.eat('}') {
-		for {
-			d.space()
-			key, err := d.string()
-			if err != nil {
-				return ScoreLine{}, err
-			}
-			d.space()
-			if !d.eat(':') {
-				return ScoreLine{}, d.errorf("expected ':' after object key")
-			}
-			d.space()
-			switch key {
-			case "id":
-				err = d.stringOrNull(&sl.ID)
-			case "scores":
-				err = d.scores(&sl.Scores)
-			default:
-				return ScoreLine{}, d.errorf("unknown field %q", key)
-			}
-			if err != nil {
-				return ScoreLine{}, err
-			}
-			d.space()
-			if d.eat(',') {
-				continue
-			}
-			if d.eat('}') {
-				break
-			}
-			return ScoreLine{}, d.errorf("expected ',' or '}' in object")
+	err := decodeTopObject(line, func(d *decoder, key string) error {
+		switch key {
+		case "id":
+			return d.stringOrNull(&sl.ID)
+		case "scores":
+			return d.scores(&sl.Scores)
 		}
-	}
-	d.space()
-	if d.off != len(d.b) {
-		return ScoreLine{}, d.errorf("trailing data after the JSON object")
+		return d.errorf("unknown field %q", key)
+	})
+	if err != nil {
+		return ScoreLine{}, err
 	}
 	return sl, nil
 }
