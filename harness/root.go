@@ -31,9 +31,11 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		Long: `harness runs Llama, Mistral and Qwen checkpoints and measures what an
 attention backend and a KV-cache compression method cost and buy: latency,
 throughput, memory, the longest context that fits, and task quality.`,
-		Example: `  harness models
+		Example: `  harness sweep --default && harness report results/default --out report/default
+  harness run --model synthetic:tiny --task needle --context 512,1k --attn flash --kv l2 --kv-opt ratio=0.5
   harness generate --model synthetic:tiny --prompt "The capital of France is" --max-new-tokens 16
-  harness tokenize --tokenizer path/to/model --text "Hello, world" --json
+  harness plugins list
+  harness doctor
   harness completion bash > /etc/bash_completion.d/harness`,
 		Version:       version,
 		SilenceUsage:  true,
