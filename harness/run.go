@@ -92,12 +92,14 @@ to the largest that fits, and reports it.`,
 	return cmd
 }
 
-func parseIntList(s string) ([]int, error) {
+// parseIntList reads comma-separated integers of at least least (batch
+// sizes from 1, GPU indices from 0).
+func parseIntList(s string, least int) ([]int, error) {
 	var out []int
 	for _, part := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(part))
-		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("%q is not a positive integer", part)
+		if err != nil || n < least {
+			return nil, fmt.Errorf("%q is not an integer >= %d", part, least)
 		}
 		out = append(out, n)
 	}
@@ -118,7 +120,7 @@ func runRun(cmd *cobra.Command, f runFlags) error {
 	if err != nil {
 		return usagef(cmd, "--context: %v", err)
 	}
-	batches, err := parseIntList(f.batches)
+	batches, err := parseIntList(f.batches, 1)
 	if err != nil {
 		return usagef(cmd, "--batch: %v", err)
 	}

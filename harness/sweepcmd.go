@@ -149,7 +149,7 @@ func runSweep(cmd *cobra.Command, f sweepFlags, args []string) error {
 		return usagef(cmd, "--executor %q: want local or slurm", executor)
 	}
 	if f.gpus != "" {
-		if spec.GPUs, err = parseGPUList(f.gpus); err != nil {
+		if spec.GPUs, err = parseIntList(f.gpus, 0); err != nil {
 			return usagef(cmd, "--gpus: %v", err)
 		}
 	}
@@ -225,18 +225,6 @@ func cellFinished(out, id string) bool {
 		}
 	}
 	return true
-}
-
-func parseGPUList(s string) ([]int, error) {
-	var out []int
-	for _, part := range strings.Split(s, ",") {
-		var n int
-		if _, err := fmt.Sscan(strings.TrimSpace(part), &n); err != nil || n < 0 {
-			return nil, fmt.Errorf("%q is not a GPU index", part)
-		}
-		out = append(out, n)
-	}
-	return out, nil
 }
 
 func printDryRun(cmd *cobra.Command, cells []sweep.Cell, done func(string) bool, asJSON bool) error {
