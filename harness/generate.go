@@ -12,6 +12,7 @@ import (
 
 	"github.com/longctx/longctx/engine/model"
 	"github.com/longctx/longctx/engine/sample"
+	"github.com/longctx/longctx/plugins/sdk"
 )
 
 type generateFlags struct {
@@ -154,7 +155,7 @@ func runGenerate(cmd *cobra.Command, f generateFlags) error {
 		}
 	}
 
-	plugins, err := openPlugins(cmd.Context(), cmd.ErrOrStderr(), f.plugins, f.model)
+	plugins, err := openPlugins(cmd.Context(), cmd.ErrOrStderr(), f.plugins, f.model, sdk.CPU)
 	if err != nil {
 		return err
 	}
@@ -171,7 +172,7 @@ func runGenerate(cmd *cobra.Command, f generateFlags) error {
 	if err != nil {
 		return err
 	}
-	vocab := lm.Model.Config().VocabSize
+	vocab := lm.Config().VocabSize
 	for i, id := range prompt {
 		if id < 0 || id >= vocab {
 			return fmt.Errorf("prompt token %d (position %d) is outside the model's vocabulary of %d", id, i, vocab)
@@ -250,7 +251,7 @@ func buildPrompt(cmd *cobra.Command, f generateFlags, lm *loadedModel) ([]int, e
 }
 
 func summarize(lm *loadedModel, prompt []int, res *model.Result, text string) generateOutput {
-	info := lm.Model.Info()
+	info := lm.Info()
 	out := generateOutput{
 		Model: info.Name, Family: string(info.Family), Synthetic: info.Synthetic,
 		PromptIDs: prompt, Tokens: res.Tokens, Text: text, StopReason: string(res.StopReason),

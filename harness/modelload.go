@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/longctx/longctx/engine/chattemplate"
+	"github.com/longctx/longctx/engine/gpu"
 	"github.com/longctx/longctx/engine/model"
 	"github.com/longctx/longctx/engine/safetensors"
 	"github.com/longctx/longctx/engine/tokenizer"
@@ -19,12 +20,35 @@ import (
 // Template are nil when the checkpoint folder has none (tiny test
 // checkpoints): such a model takes prompts as ids only.
 type loadedModel struct {
+	// Model is the CPU engine; GPU the CUDA one. Exactly one is set.
 	Model     *model.Model
+	GPU       *gpu.Engine
 	Tokenizer tokenizer.Encoder
 	Template  *chattemplate.Template
 }
 
-func (l *loadedModel) Close() error { return l.Model.Close() }
+func (l *loadedModel) Close() error {
+	if l.GPU != nil {
+		return l.GPU.Close()
+	}
+	return l.Model.Close()
+}
+
+// Config is the model's architecture, whichever engine runs it.
+func (l *loadedModel) Config() model.Config {
+	if l.GPU != nil {
+		return l.GPU.Config()
+	}
+	return l.Model.Config()
+}
+
+// Info describes the loaded model, whichever engine runs it.
+func (l *loadedModel) Info() model.Info {
+	if l.GPU != nil {
+		return l.GPU.Info()
+	}
+	return l.Model.Info()
+}
 
 func openSafetensors(dir string) (weights.Source, error) { return safetensors.Open(dir) }
 
@@ -57,14 +81,14 @@ func (l *loadedModel) attachText(path, tokPath string) error {
 		if err != nil {
 			return err
 		}
-		if tok.VocabSize() > l.Model.Config().VocabSize {
-			return fmt.Errorf("tokenizer %s has %d ids but the model's vocab_size is %d", tokPath, tok.VocabSize(), l.Model.Config().VocabSize)
+		if tok.VocabSize() > l.Config().VocabSize {
+			return fmt.Errorf("tokenizer %s has %d ids but the model's vocab_size is %d", tokPath, tok.VocabSize(), l.Config().VocabSize)
 		}
 		l.Tokenizer, l.Template = tok, tmpl
 	case synthetic:
 		// Synthetic presets have no tokenizer file; bytes map to ids so text
 		// prompts still work (their quality numbers mean nothing anyway).
-		tok, err := tokenizer.NewBytes(l.Model.Config().VocabSize)
+		tok, err := tokenizer.NewBytes(l.Config().VocabSize)
 		if err != nil {
 			return fmt.Errorf("byte tokenizer for %s: %w", path, err)
 		}

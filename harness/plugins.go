@@ -83,7 +83,7 @@ type pluginSet struct {
 // openPlugins launches and prepares the chosen plugins for the model at
 // modelPath. The attention plugin must exist before the model is loaded,
 // since the model takes its backend at load time.
-func openPlugins(ctx context.Context, log io.Writer, p pluginFlags, modelPath string) (*pluginSet, error) {
+func openPlugins(ctx context.Context, log io.Writer, p pluginFlags, modelPath string, device sdk.Device) (*pluginSet, error) {
 	set := &pluginSet{}
 	if p.attn == "" && p.kv == "" {
 		return set, nil
@@ -94,12 +94,12 @@ func openPlugins(ctx context.Context, log io.Writer, p pluginFlags, modelPath st
 	}
 	cfg := hostConfig(log, p.logLevel)
 	if p.attn != "" {
-		if set.attn, err = host.OpenAttention(ctx, host.Selection{Ref: p.attn, Options: p.attnOpts}, shape, sdk.CPU, cfg); err != nil {
+		if set.attn, err = host.OpenAttention(ctx, host.Selection{Ref: p.attn, Options: p.attnOpts}, shape, device, cfg); err != nil {
 			return nil, fmt.Errorf("--attn %s: %w", p.attn, err)
 		}
 	}
 	if p.kv != "" {
-		if set.kv, err = host.OpenKV(ctx, host.Selection{Ref: p.kv, Options: p.kvOpts}, shape, sdk.CPU, cfg); err != nil {
+		if set.kv, err = host.OpenKV(ctx, host.Selection{Ref: p.kv, Options: p.kvOpts}, shape, device, cfg); err != nil {
 			set.Close()
 			return nil, fmt.Errorf("--kv %s: %w", p.kv, err)
 		}

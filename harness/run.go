@@ -32,6 +32,8 @@ type runFlags struct {
 	depths, variant        string
 	memLimit               string
 	findOOM                string
+	backend                string
+	cudaGraph, gpuProfile  bool
 	force, asJSON          bool
 	plugins                pluginFlags
 }
@@ -78,7 +80,10 @@ to the largest that fits, and reports it.`,
 	fl.StringVar(&f.variant, "variant", "single", "needle variant: single, multikey, multivalue")
 	fl.IntVar(&f.chunk, "chunk-size", 0, "prefill chunk in tokens (0: the whole prompt at once)")
 	fl.IntVar(&f.threads, "threads", 0, "CPU worker goroutines (0: all cores)")
-	fl.StringVar(&f.memLimit, "mem-limit", "", "cap the engine's memory, e.g. 24GiB, to emulate a smaller machine (default: what the host has)")
+	fl.StringVar(&f.backend, "backend", backendAuto, "engine: cuda (bf16 on GPU 0), cpu (fp32), or auto (cuda when a usable GPU is found)")
+	fl.BoolVar(&f.cudaGraph, "cuda-graph", true, "replay GPU decode steps as a captured CUDA graph (false: launch by launch, to measure what the graph saves)")
+	fl.BoolVar(&f.gpuProfile, "gpu-profile", false, "time each part of the GPU forward pass with CUDA events and print a breakdown (turns the CUDA graph off)")
+	fl.StringVar(&f.memLimit, "mem-limit", "", "cap the engine's memory, e.g. 24GiB, to emulate a smaller machine or card (default: what the host or GPU has)")
 	fl.StringVar(&f.findOOM, "find-oom", "", "search for the largest context (or batch) that fits: context | batch")
 	fl.Lookup("find-oom").NoOptDefVal = "context"
 	fl.StringVar(&f.out, "out", "results", "folder for the Parquet files")
@@ -136,6 +141,10 @@ func runRun(cmd *cobra.Command, f runFlags) error {
 			return usagef(cmd, "--mem-limit %q: want a size like 24GiB", f.memLimit)
 		}
 	}
+	backend, err := resolveBackend(f.backend, cmd.ErrOrStderr())
+	if err != nil {
+		return usagef(cmd, "%v", err)
+	}
 	maxNew := f.maxNew
 	if maxNew == 0 && f.task == "synthetic" {
 		maxNew = 32
@@ -146,12 +155,15 @@ func runRun(cmd *cobra.Command, f runFlags) error {
 
 	env := newRunEnv(cmd, f.out, f.plugins.logLevel, memLimit, f.threads)
 	env.chunk = f.chunk
+	env.noGraph = !f.cudaGraph
+	env.gpuProfile = f.gpuProfile
 	defer env.close(cmd.Context())
 	cellFor := func(ctxLen, batch int) sweep.Cell {
 		return sweep.Cell{
 			Model: f.model, Attn: f.plugins.attn, AttnOpts: f.plugins.attnOpts, KV: f.plugins.kv, KVOpts: f.plugins.kvOpts,
 			Task: f.task, Data: f.data, Limit: f.limit, Context: ctxLen, Batch: batch, MaxNewTokens: maxNew,
 			Warmup: f.warmup, Repeat: f.repeat, Seed: int64(f.seed), Depths: f.depths, Variant: f.variant,
+			Backend: backend,
 		}
 	}
 	var cells []sweep.Cell

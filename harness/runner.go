@@ -15,11 +15,13 @@ import (
 	"github.com/longctx/longctx/datasets"
 	"github.com/longctx/longctx/datasets/needle"
 	"github.com/longctx/longctx/datasets/prompt"
+	"github.com/longctx/longctx/engine/gpu"
 	"github.com/longctx/longctx/engine/model"
 	"github.com/longctx/longctx/evaluators/contract"
 	evalhost "github.com/longctx/longctx/evaluators/host"
 	"github.com/longctx/longctx/harness/results"
 	"github.com/longctx/longctx/harness/sweep"
+	"github.com/longctx/longctx/plugins/sdk"
 )
 
 func orName(ref, def string) string {
@@ -44,9 +46,13 @@ type runEnv struct {
 	threads   int
 	// chunk is the prefill chunk (0: whole prompt), a run parameter kept
 	// out of the cell ID like the thread count.
-	chunk     int
-	evaluator func(ctx context.Context) (*evalhost.Host, error)
-	closeEval func(ctx context.Context)
+	chunk int
+	// noGraph runs GPU decode steps launch by launch (--cuda-graph=false).
+	noGraph bool
+	// gpuProfile prints where GPU time goes (--gpu-profile).
+	gpuProfile bool
+	evaluator  func(ctx context.Context) (*evalhost.Host, error)
+	closeEval  func(ctx context.Context)
 }
 
 // taskEvaluators are the scorers each quality task's rows get.
@@ -89,7 +95,23 @@ func runCell(ctx context.Context, env *runEnv, c sweep.Cell) []results.Row {
 	}
 
 	flags := pluginFlags{attn: c.Attn, kv: c.KV, attnOpts: c.AttnOpts, kvOpts: c.KVOpts, logLevel: env.pluginLog}
-	plugins, err := openPlugins(ctx, env.log, flags, c.Model)
+	device := sdk.CPU
+	onGPU := c.Backend == backendCUDA
+	if onGPU {
+		// The GPU has no built-in attention: the eager plugin's kernels are
+		// the default there.
+		if flags.attn == "" {
+			flags.attn = "eager"
+			base.AttnPlugin = "eager"
+		}
+		d, info, err := gpuDevice(0)
+		if err != nil {
+			return fail(err)
+		}
+		device = d
+		base.Backend, base.DeviceName = results.BackendCUDA, info.Name
+	}
+	plugins, err := openPlugins(ctx, env.log, flags, c.Model, device)
 	if err != nil {
 		return fail(err)
 	}
@@ -105,14 +127,23 @@ func runCell(ctx context.Context, env *runEnv, c sweep.Cell) []results.Row {
 			}
 		}
 	}
-	loadOpts := model.LoadOptions{Seed: uint64(c.Seed), Workers: env.threads, MemoryLimit: env.memLimit}
-	plugins.loadOptions(&loadOpts)
-	lm, err := loadModel(c.Model, "", loadOpts)
+	var lm *loadedModel
+	if onGPU {
+		lm, err = loadGPUModel(c.Model, plugins, gpu.Options{MemLimit: env.memLimit, Seed: uint64(c.Seed), NoGraph: env.noGraph, Profile: env.gpuProfile, Log: env.log})
+	} else {
+		loadOpts := model.LoadOptions{Seed: uint64(c.Seed), Workers: env.threads, MemoryLimit: env.memLimit}
+		plugins.loadOptions(&loadOpts)
+		lm, err = loadModel(c.Model, "", loadOpts)
+	}
 	if err != nil {
 		return fail(err)
 	}
 	defer lm.Close()
-	info := lm.Model.Info()
+	if onGPU {
+		drv := lm.GPU.DriverDescription()
+		base.Driver = &drv
+	}
+	info := lm.Info()
 	base.Family, base.Synthetic = string(info.Family), info.Synthetic
 	weights := info.WeightBytes
 	base.WeightsBytes = &weights
@@ -143,7 +174,7 @@ func runCell(ctx context.Context, env *runEnv, c sweep.Cell) []results.Row {
 }
 
 func buildRequests(c sweep.Cell, lm *loadedModel, log io.Writer) ([]request, error) {
-	vocab := lm.Model.Config().VocabSize
+	vocab := lm.Config().VocabSize
 	if c.Task == "synthetic" {
 		// Random ids of exactly the context length: speed and memory only.
 		reqs := make([]request, c.Batch)
@@ -232,6 +263,9 @@ type cellRun struct {
 
 // runBatches runs reqs in batches of c.Batch concurrent sequences.
 func (cr *cellRun) runBatches(ctx context.Context, reqs []request, rep int, warmup bool) []results.Row {
+	if cr.lm.GPU != nil {
+		return cr.runBatchesGPU(ctx, reqs, rep, warmup)
+	}
 	rows := make([]results.Row, len(reqs))
 	batch := max(cr.c.Batch, 1)
 	for start := 0; start < len(reqs); start += batch {
@@ -272,15 +306,7 @@ func (cr *cellRun) runRequest(ctx context.Context, req request) results.Row {
 		row.Error = &msg
 		return row
 	}
-	row.Status = results.StatusOK
-	out := summarize(lm, req.ids, res, "")
-	row.OutputTokens = int64(len(res.Tokens))
-	row.TTFTms, row.E2Ems = ptr(out.TTFTms), ptr(out.E2Ems)
-	if len(res.Tokens) > 1 {
-		row.TPOTms, row.DecodeTokS = ptr(out.TPOTms), ptr(out.DecodeTokS)
-	}
-	row.PrefillTokS = ptr(out.PrefillTokS)
-	row.KVBytesPrefill, row.KVBytesEnd = ptr(res.KVBytesPrefill), ptr(res.KVBytesEnd)
+	cr.fillRow(&row, req.ids, res)
 	// The CPU engine has no allocator to ask: its peak is the weights plus
 	// the largest live KV cache (activations not counted; see the schema).
 	peak := max(res.KVBytesPrefill, res.KVBytesEnd) + *row.WeightsBytes
@@ -289,12 +315,26 @@ func (cr *cellRun) runRequest(ctx context.Context, req request) results.Row {
 		ev := compressor.Evicted()
 		row.KVEvictedTokens = &ev
 	}
+	return row
+}
+
+// fillRow records a successful generation in row.
+func (cr *cellRun) fillRow(row *results.Row, ids []int, res *model.Result) {
+	lm := cr.lm
+	row.Status = results.StatusOK
+	out := summarize(lm, ids, res, "")
+	row.OutputTokens = int64(len(res.Tokens))
+	row.TTFTms, row.E2Ems = ptr(out.TTFTms), ptr(out.E2Ems)
+	if len(res.Tokens) > 1 {
+		row.TPOTms, row.DecodeTokS = ptr(out.TPOTms), ptr(out.DecodeTokS)
+	}
+	row.PrefillTokS = ptr(out.PrefillTokS)
+	row.KVBytesPrefill, row.KVBytesEnd = ptr(res.KVBytesPrefill), ptr(res.KVBytesEnd)
 	if lm.Tokenizer != nil {
 		if text, err := lm.Tokenizer.Decode(res.Tokens, true); err == nil {
 			row.Prediction = text
 		}
 	}
-	return row
 }
 
 // scoreRows scores the ok rows with each evaluator and merges the scores.

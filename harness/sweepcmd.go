@@ -21,6 +21,9 @@ import (
 //go:embed default_sweep.yaml
 var defaultSweep []byte
 
+//go:embed default_sweep_gpu.yaml
+var defaultSweepGPU []byte
+
 type sweepFlags struct {
 	dryRun, scriptOnly, wait, force, useDefault, asJSON bool
 	executor, out, gpus, memLimit, pluginLog            string
@@ -132,7 +135,14 @@ func runSweep(cmd *cobra.Command, f sweepFlags, args []string) error {
 	case f.useDefault && len(args) == 1:
 		return usagef(cmd, "give a spec file or --default, not both")
 	case f.useDefault:
-		spec, err = sweep.ParseSpec(defaultSweep)
+		// The GPU default where a GPU can run it, the CPU one elsewhere.
+		if gpuErr := cudaUsable(); gpuErr == nil {
+			fmt.Fprintln(cmd.ErrOrStderr(), "default sweep: synthetic Llama-3-8B on the GPU (default_sweep_gpu.yaml)")
+			spec, err = sweep.ParseSpec(defaultSweepGPU)
+		} else {
+			fmt.Fprintf(cmd.ErrOrStderr(), "default sweep: synthetic tiny model on the CPU (no usable GPU: %v)\n", gpuErr)
+			spec, err = sweep.ParseSpec(defaultSweep)
+		}
 	case len(args) == 1:
 		spec, err = sweep.LoadSpec(args[0])
 	default:

@@ -18,6 +18,9 @@ type KeyInput struct {
 	Arch         string
 	NVRTCVersion string
 	Options      []string // the full NVRTC option list (NVRTC.Args)
+	// Headers are the in-memory headers (CompileOptions.Headers), include
+	// name -> content: editing one must change the key.
+	Headers map[string]string
 }
 
 // Key is the SHA-256 of the input, hex-encoded. Every field is written with
@@ -41,6 +44,12 @@ func (k KeyInput) Key() string {
 	h.Write(n[:])
 	for _, o := range k.Options {
 		put(o)
+	}
+	binary.LittleEndian.PutUint64(n[:], uint64(len(k.Headers)))
+	h.Write(n[:])
+	for _, name := range sortedKeys(k.Headers) {
+		put(name)
+		put(k.Headers[name])
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -123,7 +132,7 @@ func (c *Cache) Put(key string, image []byte) (err error) {
 // CompileCached returns the image for src from the cache, compiling and
 // storing it on a miss. hit reports whether the cache served it.
 func CompileCached(n *NVRTC, c *Cache, src, name string, opts CompileOptions) (image []byte, hit bool, err error) {
-	key := KeyInput{Source: src, Name: name, Arch: opts.Arch, NVRTCVersion: n.VersionString(), Options: n.Args(opts)}.Key()
+	key := n.cacheKey(src, name, opts)
 	if image, ok, err := c.Get(key); err != nil {
 		return nil, false, err
 	} else if ok {
@@ -137,4 +146,17 @@ func CompileCached(n *NVRTC, c *Cache, src, name string, opts CompileOptions) (i
 		return nil, false, err
 	}
 	return image, false, nil
+}
+
+// cacheKey is the key under which CompileCached stores src compiled with
+// opts by n.
+func (n *NVRTC) cacheKey(src, name string, opts CompileOptions) string {
+	return KeyInput{
+		Source:       src,
+		Name:         name,
+		Arch:         opts.Arch,
+		NVRTCVersion: n.VersionString(),
+		Options:      n.Args(opts),
+		Headers:      opts.Headers,
+	}.Key()
 }

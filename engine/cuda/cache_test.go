@@ -49,6 +49,14 @@ func TestKeySensitiveToEveryInput(t *testing.T) {
 			k.Source = k.Source[:len(k.Source)-1]
 		}},
 		{"byte moved arch to version", func(k *KeyInput) { k.Arch, k.NVRTCVersion = "sm_90", "a13.0" }},
+		{"header added", func(k *KeyInput) { k.Headers = map[string]string{"longctx/abi/attention.h": "#pragma once\n"} }},
+		{"empty header added", func(k *KeyInput) { k.Headers = map[string]string{"": ""} }},
+		{"header edited", func(k *KeyInput) { k.Headers = map[string]string{"longctx/abi/attention.h": "#pragma once\n "} }},
+		{"header renamed", func(k *KeyInput) { k.Headers = map[string]string{"longctx/abi/attention2.h": "#pragma once\n"} }},
+		{"byte moved header name to content", func(k *KeyInput) {
+			k.Headers = map[string]string{"longctx/abi/attention.": "h#pragma once\n"}
+		}},
+		{"header text moved to an option", func(k *KeyInput) { k.Options = append(k.Options, "longctx/abi/attention.h", "#pragma once\n") }},
 	}
 	base := baseKey().Key()
 	seen := map[string]string{base: "base"}
@@ -171,5 +179,33 @@ func TestDefaultCacheDir(t *testing.T) {
 	}
 	if want := filepath.Join("/tmp/xdg-test", "longctx", "kernels"); dir != want {
 		t.Fatalf("DefaultCacheDir = %s; want %s", dir, want)
+	}
+}
+
+// CompileCached must key on the in-memory headers: editing a header that a
+// kernel includes has to compile the kernel again.
+func TestCompileCachedKeyIncludesHeaders(t *testing.T) {
+	n := &NVRTC{major: 13, minor: 0, includeDirs: []string{"/usr/local/cuda/include"}}
+	src := "#include \"longctx/abi/attention.h\"\nextern \"C\" __global__ void k() {}"
+	opts := func(headers map[string]string) CompileOptions {
+		return CompileOptions{Arch: "sm_90a", Headers: headers}
+	}
+	v1 := map[string]string{"longctx/abi/attention.h": "struct Args { int n; };", "longctx/abi/kv.h": "#pragma once"}
+	v1again := map[string]string{"longctx/abi/kv.h": "#pragma once", "longctx/abi/attention.h": "struct Args { int n; };"}
+	v2 := map[string]string{"longctx/abi/attention.h": "struct Args { long n; };", "longctx/abi/kv.h": "#pragma once"}
+
+	none := n.cacheKey(src, "k.cu", opts(nil))
+	k1 := n.cacheKey(src, "k.cu", opts(v1))
+	if k1 == none {
+		t.Fatal("adding headers did not change the key")
+	}
+	if again := n.cacheKey(src, "k.cu", opts(v1again)); again != k1 {
+		t.Fatalf("equal header sets gave keys %s and %s", k1, again)
+	}
+	if k2 := n.cacheKey(src, "k.cu", opts(v2)); k2 == k1 {
+		t.Fatal("editing a header's content did not change the key")
+	}
+	if empty := n.cacheKey(src, "k.cu", opts(map[string]string{})); empty != none {
+		t.Fatal("an empty header map keyed differently from none")
 	}
 }

@@ -7,8 +7,6 @@ import (
 	"os"
 )
 
-var cublasLtLibraries = []string{"libcublasLt.so.13", "libcublasLt.so.12"}
-
 // Doctor writes a plain report of what the CUDA backend can use on this
 // machine: driver and CUDA version, each GPU, NVRTC and cuBLASLt with their
 // versions and paths, the headers NVRTC will see, and the kernel cache. What
@@ -48,16 +46,12 @@ func doctor(w io.Writer, getenv func(string) string) error {
 		}
 	}
 
-	if lib, err := openFirst(cublasLtLibraries, libraryDirs(getenv)); err != nil {
+	if lt, err := OpenBlasLtWith(BlasLtOptions{Getenv: getenv}); err != nil {
 		p.printf("cublasLt:  MISSING: %v\n", err)
+		p.printf("           GEMMs cannot run on the GPU; install the CUDA toolkit (or pip nvidia-cublas) or set CUDA_HOME\n")
 	} else {
-		ver := "version unknown"
-		if fn, err := lib.sym("cublasLtGetVersion"); err == nil {
-			v := call(fn) // size_t, e.g. 130001 for 13.0.1
-			ver = fmt.Sprintf("%d.%d.%d", v/10000, v%10000/100, v%100)
-		}
-		p.printf("cublasLt:  %s at %s\n", ver, orUnknown(lib.path))
-		lib.close()
+		p.printf("cublasLt:  %s at %s\n", lt.Version(), orUnknown(lt.Path()))
+		lt.Close()
 	}
 
 	if dir, err := DefaultCacheDir(); err != nil {

@@ -78,6 +78,10 @@ type driverFuncs struct {
 	streamCreate, streamSynchronize, streamDestroy                                              uintptr
 	eventCreate, eventRecord, eventSynchronize, eventElapsedTime, eventDestroy                  uintptr
 	moduleLoadData, moduleUnload, moduleGetFunction, launchKernel                               uintptr
+	memcpyHtoDAsync, memcpyDtoHAsync, memcpyDtoDAsync, memcpyDtoD                               uintptr
+	memsetD8Async, memsetD32Async, memHostAlloc, memFreeHost                                    uintptr
+	streamBeginCapture, streamEndCapture, graphInstantiate, graphLaunch                         uintptr
+	graphExecDestroy, graphDestroy, funcSetAttribute                                            uintptr
 }
 
 // Driver is an opened libcuda with cuInit done.
@@ -167,6 +171,25 @@ func (d *Driver) bind() error {
 		{&d.f.moduleUnload, "cuModuleUnload", nil},
 		{&d.f.moduleGetFunction, "cuModuleGetFunction", nil},
 		{&d.f.launchKernel, "cuLaunchKernel", nil},
+		{&d.f.memcpyHtoDAsync, "cuMemcpyHtoDAsync", []string{"cuMemcpyHtoDAsync_v2"}},
+		{&d.f.memcpyDtoHAsync, "cuMemcpyDtoHAsync", []string{"cuMemcpyDtoHAsync_v2"}},
+		{&d.f.memcpyDtoDAsync, "cuMemcpyDtoDAsync", []string{"cuMemcpyDtoDAsync_v2"}},
+		{&d.f.memcpyDtoD, "cuMemcpyDtoD", []string{"cuMemcpyDtoD_v2"}},
+		{&d.f.memsetD8Async, "cuMemsetD8Async", nil},
+		{&d.f.memsetD32Async, "cuMemsetD32Async", nil},
+		{&d.f.memHostAlloc, "cuMemHostAlloc", nil},
+		{&d.f.memFreeHost, "cuMemFreeHost", nil},
+		// cuStreamBeginCapture without _v2 (CUDA 10.0) takes no mode.
+		{&d.f.streamBeginCapture, "cuStreamBeginCapture", []string{"cuStreamBeginCapture_v2"}},
+		{&d.f.streamEndCapture, "cuStreamEndCapture", nil},
+		// Named explicitly: CUDA 12's cuGraphInstantiate is a macro for
+		// this function, while the exported cuGraphInstantiate symbol is
+		// the CUDA 11 one with an error-log signature.
+		{&d.f.graphInstantiate, "cuGraphInstantiateWithFlags", nil},
+		{&d.f.graphLaunch, "cuGraphLaunch", nil},
+		{&d.f.graphExecDestroy, "cuGraphExecDestroy", nil},
+		{&d.f.graphDestroy, "cuGraphDestroy", nil},
+		{&d.f.funcSetAttribute, "cuFuncSetAttribute", nil},
 	}
 	const legacyStream = 1 // CU_GET_PROC_ADDRESS_LEGACY_STREAM
 	for _, e := range table {
@@ -199,9 +222,12 @@ func (d *Driver) bind() error {
 
 // check turns a CUresult into an *Error naming the function.
 func (d *Driver) check(fn string, r uintptr) error {
-	if r == 0 {
+	// CUresult is a 32-bit enum: the upper half of the return register is
+	// not defined by the C ABI.
+	if uint32(r) == 0 {
 		return nil
 	}
+	r = uintptr(uint32(r))
 	e := &Error{Func: fn, Code: int(int32(r)), Name: "unknown CUresult", Text: "no description"}
 	var p uintptr
 	if call(d.f.getErrorName, r, uintptr(unsafe.Pointer(&p))) == 0 {

@@ -19,7 +19,7 @@ type gpuEnv struct {
 	info DeviceInfo
 }
 
-func openGPU(t *testing.T) *gpuEnv {
+func openGPU(t testing.TB) *gpuEnv {
 	t.Helper()
 	if os.Getenv("LONGCTX_GPU") != "1" {
 		t.Skip("GPU test: set LONGCTX_GPU=1 on a machine with an NVIDIA GPU to run it")
@@ -54,7 +54,7 @@ func openGPU(t *testing.T) *gpuEnv {
 	return &gpuEnv{d: d, info: info}
 }
 
-func openTestNVRTC(t *testing.T) *NVRTC {
+func openTestNVRTC(t testing.TB) *NVRTC {
 	t.Helper()
 	n, err := OpenNVRTC()
 	if err != nil {
@@ -65,7 +65,7 @@ func openTestNVRTC(t *testing.T) *NVRTC {
 	return n
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +184,7 @@ func roundBF16(v float32) float32 {
 	return math.Float32frombits(b &^ 0xFFFF)
 }
 
-func loadKernel(t *testing.T, g *gpuEnv, n *NVRTC, src, file, kernel string) Function {
+func loadKernel(t testing.TB, g *gpuEnv, n *NVRTC, src, file, kernel string) Function {
 	t.Helper()
 	start := time.Now()
 	img, log, err := n.Compile(src, file, CompileOptions{Arch: g.info.Arch()})

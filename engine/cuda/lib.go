@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"unsafe"
 
@@ -145,8 +146,9 @@ func call(fn uintptr, args ...uintptr) uintptr {
 
 // libraryDirs lists folders where CUDA libraries live when they are not on
 // the loader's search path: the toolkit (CUDA_HOME, CUDA_PATH,
-// /usr/local/cuda) and the pip "nvidia-*" wheels of the active Python
-// environment (VIRTUAL_ENV).
+// /usr/local/cuda, then versioned /usr/local/cuda-X.Y installs, newest
+// first) and the pip "nvidia-*" wheels of the active Python environment
+// (VIRTUAL_ENV).
 func libraryDirs(getenv func(string) string) []string {
 	var dirs []string
 	for _, v := range []string{"CUDA_HOME", "CUDA_PATH"} {
@@ -155,6 +157,13 @@ func libraryDirs(getenv func(string) string) []string {
 		}
 	}
 	dirs = append(dirs, "/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib")
+	// A machine without the /usr/local/cuda link (several toolkits, or a
+	// runtime-only install) still has /usr/local/cuda-13.0/targets/...
+	versioned, _ := filepath.Glob("/usr/local/cuda-*")
+	sort.Sort(sort.Reverse(sort.StringSlice(versioned)))
+	for _, root := range versioned {
+		dirs = append(dirs, filepath.Join(root, "targets", "x86_64-linux", "lib"), filepath.Join(root, "lib64"))
+	}
 	for _, site := range sitePackages(getenv) {
 		for _, sub := range []string{"cu13/lib", "cu12/lib", "cuda_nvrtc/lib", "cublas/lib"} {
 			dirs = append(dirs, filepath.Join(site, "nvidia", sub))

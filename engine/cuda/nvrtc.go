@@ -112,6 +112,10 @@ type CompileOptions struct {
 	IncludeDirs []string
 	Defines     map[string]string // NAME -> value ("" defines NAME alone)
 	Extra       []string          // further nvrtc options, e.g. "-lineinfo"
+	// Headers are in-memory headers, include name -> content (e.g.
+	// "longctx/abi/attention.h"): `#include "longctx/abi/attention.h"`
+	// finds them before any folder. They take part in the cache key.
+	Headers map[string]string
 }
 
 // Args is the full NVRTC option list for opts, in a fixed order (defines
@@ -151,16 +155,35 @@ func (n *NVRTC) Compile(src, name string, opts CompileOptions) (image []byte, lo
 		ptrs[i] = uintptr(unsafe.Pointer(&cargs[i][0]))
 	}
 	csrc, cname := cString(src), cString(name)
+	// Sorted, so that a program's diagnostics do not depend on map order.
+	hnames := sortedKeys(opts.Headers)
+	hbufs := make([][]byte, 0, 2*len(hnames))
+	hcontents := make([]uintptr, len(hnames)+1) // +1: never index an empty slice
+	hincludes := make([]uintptr, len(hnames)+1)
+	for i, h := range hnames {
+		c, in := cString(opts.Headers[h]), cString(h)
+		hbufs = append(hbufs, c, in)
+		hcontents[i] = uintptr(unsafe.Pointer(&c[0]))
+		hincludes[i] = uintptr(unsafe.Pointer(&in[0]))
+	}
 	var prog uintptr
-	if err := n.check("nvrtcCreateProgram", call(n.f.createProgram, uintptr(unsafe.Pointer(&prog)),
-		uintptr(unsafe.Pointer(&csrc[0])), uintptr(unsafe.Pointer(&cname[0])), 0, 0, 0)); err != nil {
+	cr := call(n.f.createProgram, uintptr(unsafe.Pointer(&prog)),
+		uintptr(unsafe.Pointer(&csrc[0])), uintptr(unsafe.Pointer(&cname[0])),
+		uintptr(len(hnames)), uintptr(unsafe.Pointer(&hcontents[0])), uintptr(unsafe.Pointer(&hincludes[0])))
+	if err := n.check("nvrtcCreateProgram", cr); err != nil {
 		return nil, "", fmt.Errorf("compiling %s: %w", name, err)
 	}
 	defer call(n.f.destroyProgram, uintptr(unsafe.Pointer(&prog)))
 	r := call(n.f.compileProgram, prog, uintptr(len(args)), uintptr(unsafe.Pointer(&ptrs[0])))
-	// cargs is heap-allocated ([][]byte of runtime size); ptrs hold its
-	// addresses as integers, so keep it reachable until NVRTC has read them.
+	// cargs and hbufs are heap-allocated; ptrs, hcontents and hincludes
+	// hold their addresses as integers, which the collector does not see.
+	// NVRTC documents no copy of the headers, so keep them all reachable
+	// until the compilation that reads them is over.
 	keepAlive(cargs)
+	keepAlive(csrc)
+	keepAlive(hbufs)
+	keepAlive(hcontents)
+	keepAlive(hincludes)
 	log = n.programLog(prog)
 	if err := n.check("nvrtcCompileProgram", r); err != nil {
 		return nil, log, fmt.Errorf("compiling %s for %s: %w\n%s", name, opts.Arch, err, log)

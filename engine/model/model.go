@@ -81,7 +81,7 @@ type Model struct {
 // from a synthetic preset named "synthetic:NAME".
 func Load(path string, opts LoadOptions) (*Model, error) {
 	if name, ok := strings.CutPrefix(path, SyntheticPrefix); ok {
-		preset, err := findPreset(name)
+		preset, err := FindPreset(name)
 		if err != nil {
 			return nil, err
 		}

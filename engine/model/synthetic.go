@@ -78,7 +78,8 @@ func SyntheticPresets() []Preset {
 	}
 }
 
-func findPreset(name string) (Preset, error) {
+// FindPreset returns the synthetic preset called name (without the prefix).
+func FindPreset(name string) (Preset, error) {
 	presets := SyntheticPresets()
 	for _, p := range presets {
 		if p.Name == name {
@@ -148,22 +149,19 @@ const bf16One = 0x3f80
 
 // Tensor generates the named tensor.
 func (s *SyntheticSource) Tensor(name string) (weights.Tensor, error) {
-	shape, ok := s.specs[name]
-	if !ok {
-		return weights.Tensor{}, fmt.Errorf("synthetic: tensor %q: %w", name, weights.ErrNotFound)
+	r, err := s.Recipe(name)
+	if err != nil {
+		return weights.Tensor{}, err
 	}
-	t := weights.Tensor{Name: name, DType: weights.BF16, Shape: slices.Clone(shape)}
+	t := weights.Tensor{Name: name, DType: weights.BF16, Shape: r.Shape}
 	t.Data = make([]byte, 2*t.Elems())
-	if (tensorSpec{name: name}).isNorm() {
+	if r.Ones {
 		for i := 0; i < len(t.Data); i += 2 {
 			binary.LittleEndian.PutUint16(t.Data[i:], bf16One)
 		}
 		return t, nil
 	}
-	h := fnv.New64a()
-	h.Write([]byte(name))
-	key := mix(s.seed ^ h.Sum64())
-	fillNormal(t.Data, key)
+	fillNormal(t.Data, r.Key)
 	return t, nil
 }
 
@@ -205,4 +203,30 @@ func mix(z uint64) uint64 {
 	z *= 0x94d049bb133111eb
 	z ^= z >> 31
 	return z
+}
+
+// Recipe says how Tensor generates one tensor, so a GPU backend can make
+// the same values on the device instead of generating and uploading them:
+// with Ones every element is 1.0; otherwise element i (row-major) is
+// bf16(float32(0.02) · float32((s−2)·√3)) where s is the sum of the four
+// 16-bit fields of SplitMix64's finaliser applied to Key + i·0x9e3779b97f4a7c15,
+// divided by 65536 (computed in float64), rounded to nearest even.
+type Recipe struct {
+	Key   uint64
+	Ones  bool
+	Shape []int
+}
+
+// Recipe returns the recipe of the named tensor.
+func (s *SyntheticSource) Recipe(name string) (Recipe, error) {
+	shape, ok := s.specs[name]
+	if !ok {
+		return Recipe{}, fmt.Errorf("synthetic: tensor %q: %w", name, weights.ErrNotFound)
+	}
+	if (tensorSpec{name: name}).isNorm() {
+		return Recipe{Ones: true, Shape: slices.Clone(shape)}, nil
+	}
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return Recipe{Key: mix(s.seed ^ h.Sum64()), Shape: slices.Clone(shape)}, nil
 }

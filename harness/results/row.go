@@ -84,6 +84,9 @@ type Row struct {
 	Prediction      string             `parquet:"prediction"`
 	References      []string           `parquet:"references,list"`
 	Scores          map[string]float64 `parquet:"scores"`
+	// Added with the CUDA backend (schema changes are additive only).
+	PrefillMS    *float64 `parquet:"prefill_ms,optional"`
+	KVCompressMS *float64 `parquet:"kv_compress_ms,optional"`
 }
 
 // Validate reports the first field of r that the log must not hold. The
@@ -167,6 +170,8 @@ func (r *Row) Validate() error {
 		{"e2e_ms", r.E2Ems},
 		{"prefill_tok_s", r.PrefillTokS},
 		{"decode_tok_s", r.DecodeTokS},
+		{"prefill_ms", r.PrefillMS},
+		{"kv_compress_ms", r.KVCompressMS},
 	} {
 		if c.v != nil && !isFinite(*c.v) {
 			return fmt.Errorf("%s is %v; use null for a value that was not measured", c.name, *c.v)

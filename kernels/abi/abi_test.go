@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/longctx/longctx/plugins/sdk"
@@ -24,6 +25,9 @@ func TestVersionMatchesHeader(t *testing.T) {
 	if v, _ := strconv.Atoi(string(m[1])); v != Version {
 		t.Fatalf("header says version %d, Go says %d", v, Version)
 	}
+	if sdk.ABIVersion != Version {
+		t.Fatalf("the SDK accepts kernels up to ABI version %d, the headers are version %d", sdk.ABIVersion, Version)
+	}
 }
 
 // TestGridRulesMatchProtocol: launch.h's numbers are the protocol's.
@@ -36,6 +40,7 @@ func TestGridRulesMatchProtocol(t *testing.T) {
 		"Q_TILES_HEADS_SEQS":     pluginpb.GridRule_GRID_RULE_Q_TILES_HEADS_SEQS,
 		"HEADS_SEQS":             pluginpb.GridRule_GRID_RULE_HEADS_SEQS,
 		"KV_TILES_KV_HEADS_SEQS": pluginpb.GridRule_GRID_RULE_KV_TILES_KV_HEADS_SEQS,
+		"ROWS":                   pluginpb.GridRule_GRID_RULE_ROWS,
 	} {
 		m := regexp.MustCompile(`#define LONGCTX_GRID_RULE_` + name + ` (\d+)`).FindSubmatch(data)
 		if m == nil {
@@ -45,8 +50,28 @@ func TestGridRulesMatchProtocol(t *testing.T) {
 			t.Errorf("%s: header %d, protocol %d", name, v, want)
 		}
 	}
-	if int(sdk.GridQTilesHeadsSeqs) != int(pluginpb.GridRule_GRID_RULE_Q_TILES_HEADS_SEQS) {
-		t.Error("sdk grid rules drifted from the protocol")
+	for _, r := range []struct {
+		sdk sdk.GridRule
+		pb  pluginpb.GridRule
+	}{
+		{sdk.GridQTilesHeadsSeqs, pluginpb.GridRule_GRID_RULE_Q_TILES_HEADS_SEQS},
+		{sdk.GridHeadsSeqs, pluginpb.GridRule_GRID_RULE_HEADS_SEQS},
+		{sdk.GridKVTilesKVHeadsSeqs, pluginpb.GridRule_GRID_RULE_KV_TILES_KV_HEADS_SEQS},
+		{sdk.GridRows, pluginpb.GridRule_GRID_RULE_ROWS},
+	} {
+		if int(r.sdk) != int(r.pb) {
+			t.Errorf("sdk grid rule %d, protocol %s = %d", r.sdk, r.pb, r.pb)
+		}
+	}
+	// Every rule the protocol has is in launch.h.
+	for v, name := range pluginpb.GridRule_name {
+		if v == 0 {
+			continue
+		}
+		rule := strings.TrimPrefix(name, "GRID_RULE_")
+		if !regexp.MustCompile(`(?m)^#define LONGCTX_GRID_RULE_` + rule + ` ` + strconv.Itoa(int(v)) + `$`).Match(data) {
+			t.Errorf("launch.h lacks #define LONGCTX_GRID_RULE_%s %d", rule, v)
+		}
 	}
 }
 
@@ -57,7 +82,8 @@ func TestHeadersCompile(t *testing.T) {
 	src := `#include "attention.h"
 #include "kv_score.h"
 #include "launch.h"
-typedef char check_version[LONGCTX_ABI_VERSION == 1 ? 1 : -1];
+typedef char check_version[LONGCTX_ABI_VERSION == 2 ? 1 : -1];
+typedef char check_rows[LONGCTX_GRID_RULE_ROWS == 4 ? 1 : -1];
 int main(void) { longctx_attention_params a; longctx_kv_score_params s; (void)a; (void)s; return 0; }
 `
 	if err := os.WriteFile(filepath.Join(dir, "t.c"), []byte(src), 0o644); err != nil {

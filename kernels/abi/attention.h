@@ -25,7 +25,9 @@ typedef struct longctx_attention_params {
     longctx_i32 head_dim;
     longctx_i32 layer;
     longctx_i32 sliding_window; /* 0: none */
-    longctx_i32 max_kv_len;     /* longest KV head over all sequences */
+    longctx_i32 max_kv_len;     /* >= every KV head's len: the longest at
+                                 * prefill, the cache capacity in a decode
+                                 * graph; real lengths are in k and v */
     float scale;
     longctx_i32 dtype;          /* enum longctx_dtype */
 
@@ -43,7 +45,8 @@ typedef struct longctx_attention_params {
     void *out;
     longctx_i64 out_row_stride;
 
-    /* scratch of the size the plugin asked for; contents undefined */
+    /* scratch of the size the plugin asked for (launch.h), shared by the
+     * role's kernels; contents undefined at the start of a launch */
     void *workspace;
     longctx_u64 workspace_bytes;
 } longctx_attention_params;

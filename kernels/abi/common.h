@@ -5,7 +5,11 @@
  * with NVRTC, allocates their memory and launches them on its own stream.
  * Each role's kernel takes one parameter struct by value, declared in the
  * role's header (attention.h, kv_score.h), and is launched with the grid
- * rule and block the plugin's Prepare returned (launch.h). The headers use
+ * rule and block the plugin's Prepare returned (launch.h). A role may have
+ * several kernels (version 2): the engine launches them in the order the
+ * plugin lists them, on one stream, each with the same parameter struct and
+ * its own launch geometry, all sharing one workspace, so a kernel may read
+ * what an earlier kernel of the same launch wrote there. The headers use
  * no toolkit header, so NVRTC needs no include path to compile them.
  *
  * Layout rules: fields are in declaration order with natural alignment;
@@ -17,7 +21,11 @@
 #ifndef LONGCTX_ABI_COMMON_H
 #define LONGCTX_ABI_COMMON_H
 
-#define LONGCTX_ABI_VERSION 1
+/* 1: one kernel per role, fixed workspace.
+ * 2: several kernels per role, workspace growing with the problem
+ *    (launch.h), grid rule ROWS. The parameter structs are unchanged, so
+ *    a version 1 kernel runs as it did. */
+#define LONGCTX_ABI_VERSION 2
 
 typedef int longctx_i32;
 typedef unsigned int longctx_u32;

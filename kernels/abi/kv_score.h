@@ -16,7 +16,7 @@ typedef struct longctx_kv_score_params {
     longctx_i32 num_kv_heads;
     longctx_i32 head_dim;
     longctx_i32 layer;
-    longctx_i32 max_kv_len;
+    longctx_i32 max_kv_len;    /* >= every KV head's len */
     longctx_i32 dtype;         /* enum longctx_dtype */
 
     /* [num_seqs * num_kv_heads], indexed seq * num_kv_heads + kv_head;
@@ -24,7 +24,8 @@ typedef struct longctx_kv_score_params {
     const longctx_kv_head *k;
     const longctx_kv_head *v;
 
-    /* [num_seqs * num_kv_heads] pointers to fp32 [len] outputs */
+    /* [num_seqs * num_kv_heads] pointers to fp32 outputs, one per cached
+     * row: scores[seq * num_kv_heads + h][row] for row < that head's len */
     float *const *scores;
 
     void *workspace;

@@ -1,20 +1,42 @@
 /*
- * How the engine launches a role's kernel. The block is the plugin's
- * (Launch.block_x/y/z, dynamic shared memory Launch.shared_mem_bytes);
- * the grid follows from the problem by the plugin's grid rule:
+ * How the engine launches a role's kernels. A role has one or more
+ * kernels (Prepare's Kernel messages of that role, in order); the engine
+ * launches each of them, in that order and on one stream, with the same
+ * parameter struct. The block is each kernel's own (Launch.block_x/y/z,
+ * dynamic shared memory Launch.shared_mem_bytes; above 48 KiB the engine
+ * raises the function's dynamic shared memory limit first); the grid
+ * follows from the problem by the kernel's grid rule:
  *
  *   GRID_RULE_Q_TILES_HEADS_SEQS      (ceil(num_q / tile_q), num_heads, num_seqs)
  *   GRID_RULE_HEADS_SEQS              (num_heads, num_seqs, 1)
  *   GRID_RULE_KV_TILES_KV_HEADS_SEQS  (ceil(max_kv_len / tile_kv), num_kv_heads, num_seqs)
+ *   GRID_RULE_ROWS                    (ceil(num_seqs * num_heads * num_q / tile_q), 1, 1)
  *
- * The kernel is declared
+ * (kv.score has no query heads: there num_heads is num_kv_heads and
+ * num_q is 1.) A kernel whose grid has a zero dimension is not launched.
+ *
+ * Workspace: the kernels of a role share one scratch buffer of
+ *
+ *   max over the role's kernels of
+ *     workspace_bytes
+ *     + workspace_bytes_per_row   * rows
+ *     + workspace_bytes_per_score * rows * max_kv_len
+ *
+ * bytes, rows = num_seqs * num_heads * num_q (a score matrix's rows: one
+ * per query row of each query head), aligned to at least 256 bytes and
+ * passed as params.workspace / workspace_bytes. Its contents are undefined
+ * at the start of a launch.
+ *
+ * Each kernel is declared
  *
  *   extern "C" __global__ void ENTRY(longctx_attention_params p);
  *   extern "C" __global__ void ENTRY(longctx_kv_score_params p);
  *
  * with ENTRY the plugin's Kernel.entry. Decode launches are captured in
  * the engine's CUDA graph, so a kernel must not allocate, synchronise with
- * the host or depend on state from an earlier launch.
+ * the host or depend on state from an earlier launch; within a graph,
+ * max_kv_len is the cache's capacity and the real lengths are in the KV
+ * head descriptors.
  */
 #ifndef LONGCTX_ABI_LAUNCH_H
 #define LONGCTX_ABI_LAUNCH_H
@@ -22,5 +44,6 @@
 #define LONGCTX_GRID_RULE_Q_TILES_HEADS_SEQS 1
 #define LONGCTX_GRID_RULE_HEADS_SEQS 2
 #define LONGCTX_GRID_RULE_KV_TILES_KV_HEADS_SEQS 3
+#define LONGCTX_GRID_RULE_ROWS 4
 
 #endif

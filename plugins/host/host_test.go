@@ -326,7 +326,7 @@ func TestOptionErrors(t *testing.T) {
 		{sdk.KindAttention, "eager", []string{"x"}, sdk.CPU, `--attn-opt: option "x": want key=value`},
 		{sdk.KindAttention, "flex", []string{"mask=q >"}, sdk.CPU, "attention plugin flex: Prepare: mask expression \"q >\": mask:1:4: expected operand"},
 		{sdk.KindAttention, "flex", []string{"score=causal"}, sdk.CPU, "causal is a mask preset"},
-		{sdk.KindAttention, "eager", nil, sdk.Device{Kind: "cuda", DType: "bf16"}, "attention plugin eager: device cuda not supported (plugin supports [cpu])"},
+		{sdk.KindAttention, "flash", nil, sdk.Device{Kind: "cuda", DType: "bf16"}, "attention plugin flash: device cuda not supported (plugin supports [cpu])"},
 		{sdk.KindKVCache, "l2", []string{"ratio=1.5"}, sdk.CPU, "option ratio=1.5: 1.5 is above the maximum 1"},
 		{sdk.KindKVCache, "l2", []string{"ratio=1"}, sdk.CPU, "kvcache plugin l2: Prepare: kv policy: ratio 1 must be in [0, 1)"},
 		{sdk.KindKVCache, "l2", []string{"when=decode"}, sdk.CPU, "when=decode needs a positive budget, got 0"},

@@ -67,7 +67,14 @@ const (
 	GridQTilesHeadsSeqs    GridRule = GridRule(pluginpb.GridRule_GRID_RULE_Q_TILES_HEADS_SEQS)
 	GridHeadsSeqs          GridRule = GridRule(pluginpb.GridRule_GRID_RULE_HEADS_SEQS)
 	GridKVTilesKVHeadsSeqs GridRule = GridRule(pluginpb.GridRule_GRID_RULE_KV_TILES_KV_HEADS_SEQS)
+	// GridRows is one block per TileQ score-matrix rows (ABI version 2).
+	GridRows GridRule = GridRule(pluginpb.GridRule_GRID_RULE_ROWS)
 )
+
+// ABIVersion is the newest kernel ABI (LONGCTX_ABI_VERSION in
+// kernels/abi/common.h) this SDK describes; kernels of versions 1 to
+// ABIVersion are accepted.
+const ABIVersion = 2
 
 // Launch is a kernel's launch geometry.
 type Launch struct {
@@ -78,17 +85,34 @@ type Launch struct {
 }
 
 // Kernel is one entry point for a role. Exactly one of CUDASource, PTX and
-// Cubin is set.
+// Cubin is set. A role may have several kernels: the engine launches them
+// in the order the plan lists them, with the same parameters and one
+// shared workspace (kernels/abi/launch.h).
 type Kernel struct {
 	Role       string
 	ABIVersion int
 	CUDASource string
 	PTX, Cubin []byte
 	// Entry is the extern "C" __global__ function's name.
-	Entry          string
-	Launch         Launch
-	WorkspaceBytes int64
+	Entry  string
+	Launch Launch
+	// The workspace this kernel needs is WorkspaceBytes +
+	// WorkspaceBytesPerRow × rows + WorkspaceBytesPerScore × rows ×
+	// max_kv_len, rows = num_seqs × num_heads × num_q: a score matrix
+	// grows with the problem (ABI version 2 for the per-row and per-score
+	// terms).
+	WorkspaceBytes         int64
+	WorkspaceBytesPerRow   int64
+	WorkspaceBytesPerScore int64
+	// CompileOptions are NVRTC options added to the engine's.
 	CompileOptions []string
+}
+
+// Workspace is the bytes of workspace k needs for a problem of rows
+// score-matrix rows (num_seqs × num_heads × num_q) against KV heads of at
+// most maxKV tokens.
+func (k *Kernel) Workspace(rows, maxKV int64) int64 {
+	return k.WorkspaceBytes + k.WorkspaceBytesPerRow*rows + k.WorkspaceBytesPerScore*rows*maxKV
 }
 
 // Validate checks a kernel description received from a plugin.
@@ -111,12 +135,35 @@ func (k *Kernel) Validate(kind Kind) error {
 		return fmt.Errorf("kernel %s: want exactly one of CUDA source, PTX or cubin, got %d", k.Role, code)
 	case k.Entry == "":
 		return fmt.Errorf("kernel %s: no entry point", k.Role)
-	case k.ABIVersion <= 0:
-		return fmt.Errorf("kernel %s: ABI version %d", k.Role, k.ABIVersion)
-	case k.WorkspaceBytes < 0:
-		return fmt.Errorf("kernel %s: negative workspace %d", k.Role, k.WorkspaceBytes)
+	case k.ABIVersion <= 0 || k.ABIVersion > ABIVersion:
+		return fmt.Errorf("kernel %s %s: ABI version %d (this harness knows 1 to %d)", k.Role, k.Entry, k.ABIVersion, ABIVersion)
+	case k.WorkspaceBytes < 0 || k.WorkspaceBytesPerRow < 0 || k.WorkspaceBytesPerScore < 0:
+		return fmt.Errorf("kernel %s %s: negative workspace (%d bytes, %d per row, %d per score)", k.Role, k.Entry, k.WorkspaceBytes, k.WorkspaceBytesPerRow, k.WorkspaceBytesPerScore)
+	case k.ABIVersion < 2 && (k.WorkspaceBytesPerRow != 0 || k.WorkspaceBytesPerScore != 0 || k.Launch.Grid == GridRows):
+		return fmt.Errorf("kernel %s %s: per-row or per-score workspace and grid rule ROWS need ABI version 2, kernel says %d", k.Role, k.Entry, k.ABIVersion)
 	case k.Launch.BlockX <= 0 || k.Launch.BlockY <= 0 || k.Launch.BlockZ <= 0:
-		return fmt.Errorf("kernel %s: block %dx%dx%d", k.Role, k.Launch.BlockX, k.Launch.BlockY, k.Launch.BlockZ)
+		return fmt.Errorf("kernel %s %s: block %dx%dx%d", k.Role, k.Entry, k.Launch.BlockX, k.Launch.BlockY, k.Launch.BlockZ)
+	case k.Launch.SharedMemBytes < 0:
+		return fmt.Errorf("kernel %s %s: negative shared memory %d", k.Role, k.Entry, k.Launch.SharedMemBytes)
+	}
+	return k.Launch.validateGrid()
+}
+
+// validateGrid checks that the grid rule is known and has the tile sizes
+// it divides by.
+func (l Launch) validateGrid() error {
+	switch l.Grid {
+	case GridQTilesHeadsSeqs, GridRows:
+		if l.TileQ <= 0 {
+			return fmt.Errorf("grid rule %d needs a positive tile_q, got %d", l.Grid, l.TileQ)
+		}
+	case GridKVTilesKVHeadsSeqs:
+		if l.TileKV <= 0 {
+			return fmt.Errorf("grid rule %d needs a positive tile_kv, got %d", l.Grid, l.TileKV)
+		}
+	case GridHeadsSeqs:
+	default:
+		return fmt.Errorf("unknown grid rule %d", l.Grid)
 	}
 	return nil
 }
@@ -189,6 +236,7 @@ func deviceFromPB(p *pluginpb.Device) Device {
 func kernelToPB(k Kernel) *pluginpb.Kernel {
 	out := &pluginpb.Kernel{
 		Role: k.Role, AbiVersion: int32(k.ABIVersion), Entry: k.Entry, WorkspaceBytes: k.WorkspaceBytes,
+		WorkspaceBytesPerRow: k.WorkspaceBytesPerRow, WorkspaceBytesPerScore: k.WorkspaceBytesPerScore,
 		CompileOptions: slices.Clone(k.CompileOptions),
 		Launch: &pluginpb.Launch{
 			Grid: pluginpb.GridRule(k.Launch.Grid), BlockX: int32(k.Launch.BlockX), BlockY: int32(k.Launch.BlockY),
@@ -212,6 +260,7 @@ func kernelFromPB(p *pluginpb.Kernel) Kernel {
 	return Kernel{
 		Role: p.GetRole(), ABIVersion: int(p.GetAbiVersion()), CUDASource: p.GetCudaSource(),
 		PTX: p.GetPtx(), Cubin: p.GetCubin(), Entry: p.GetEntry(), WorkspaceBytes: p.GetWorkspaceBytes(),
+		WorkspaceBytesPerRow: p.GetWorkspaceBytesPerRow(), WorkspaceBytesPerScore: p.GetWorkspaceBytesPerScore(),
 		CompileOptions: slices.Clone(p.GetCompileOptions()),
 		Launch: Launch{
 			Grid: GridRule(l.GetGrid()), BlockX: int(l.GetBlockX()), BlockY: int(l.GetBlockY()), BlockZ: int(l.GetBlockZ()),

@@ -17,7 +17,8 @@ func Plugin() *sdk.KVCache {
 	return &sdk.KVCache{
 		Info: sdk.Info{
 			Name: "full", Version: Version, Summary: "no compression: every token stays in the cache",
-			Capabilities: sdk.Capabilities{DTypes: []string{"f32"}, GQA: true, Causal: true, SlidingWindow: true, Devices: []string{"cpu"}},
+			// It needs no kernel: nothing is scored, so it runs on any device.
+			Capabilities: sdk.Capabilities{DTypes: []string{"f32", "bf16"}, GQA: true, Causal: true, SlidingWindow: true, Devices: []string{"cpu", "cuda"}},
 		},
 		Prepare: func(context.Context, *sdk.PrepareRequest) (*sdk.KVPlan, error) {
 			return &sdk.KVPlan{Policy: kvpolicy.Policy{When: kvpolicy.Prefill, Ratio: 0}}, nil

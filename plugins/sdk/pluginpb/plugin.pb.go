@@ -156,6 +156,9 @@ const (
 	GridRule_GRID_RULE_HEADS_SEQS GridRule = 2
 	// grid = (ceil(max_kv_len / tile_kv), num_kv_heads, num_seqs) (kv.score)
 	GridRule_GRID_RULE_KV_TILES_KV_HEADS_SEQS GridRule = 3
+	// grid = (ceil(num_seqs * num_heads * num_q / tile_q), 1, 1): tile_q
+	// score-matrix rows per block (ABI version 2)
+	GridRule_GRID_RULE_ROWS GridRule = 4
 )
 
 // Enum value maps for GridRule.
@@ -165,12 +168,14 @@ var (
 		1: "GRID_RULE_Q_TILES_HEADS_SEQS",
 		2: "GRID_RULE_HEADS_SEQS",
 		3: "GRID_RULE_KV_TILES_KV_HEADS_SEQS",
+		4: "GRID_RULE_ROWS",
 	}
 	GridRule_value = map[string]int32{
 		"GRID_RULE_UNSPECIFIED":            0,
 		"GRID_RULE_Q_TILES_HEADS_SEQS":     1,
 		"GRID_RULE_HEADS_SEQS":             2,
 		"GRID_RULE_KV_TILES_KV_HEADS_SEQS": 3,
+		"GRID_RULE_ROWS":                   4,
 	}
 )
 
@@ -895,7 +900,9 @@ func (x *Launch) GetSharedMemBytes() int32 {
 }
 
 // Kernel is one compiled or compilable entry point for a role, against the
-// parameter struct kernels/abi/*.h declares for that role.
+// parameter struct kernels/abi/*.h declares for that role. A role may have
+// several kernels (ABI version 2): the engine launches them in the order
+// they are listed, with the same parameters and one shared workspace.
 type Kernel struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "attention.prefill", "attention.decode", "kv.score".
@@ -911,11 +918,20 @@ type Kernel struct {
 	// extern "C" name of the __global__ function.
 	Entry  string  `protobuf:"bytes,6,opt,name=entry,proto3" json:"entry,omitempty"`
 	Launch *Launch `protobuf:"bytes,7,opt,name=launch,proto3" json:"launch,omitempty"`
-	// Device scratch the engine allocates and passes in the params struct.
-	WorkspaceBytes int64    `protobuf:"varint,8,opt,name=workspace_bytes,json=workspaceBytes,proto3" json:"workspace_bytes,omitempty"`
+	// Device scratch the engine allocates and passes in the params struct:
+	// workspace_bytes + workspace_bytes_per_row * rows +
+	// workspace_bytes_per_score * rows * max_kv_len, rows = num_seqs *
+	// num_heads * num_q; the role's kernels share the largest
+	// (kernels/abi/launch.h).
+	WorkspaceBytes int64 `protobuf:"varint,8,opt,name=workspace_bytes,json=workspaceBytes,proto3" json:"workspace_bytes,omitempty"`
+	// NVRTC options added to the engine's (e.g. "--define-macro=D=128").
 	CompileOptions []string `protobuf:"bytes,9,rep,name=compile_options,json=compileOptions,proto3" json:"compile_options,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Bytes per element of a [rows][max_kv_len] score matrix (ABI version 2).
+	WorkspaceBytesPerScore int64 `protobuf:"varint,10,opt,name=workspace_bytes_per_score,json=workspaceBytesPerScore,proto3" json:"workspace_bytes_per_score,omitempty"`
+	// Bytes per score-matrix row (ABI version 2).
+	WorkspaceBytesPerRow int64 `protobuf:"varint,11,opt,name=workspace_bytes_per_row,json=workspaceBytesPerRow,proto3" json:"workspace_bytes_per_row,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Kernel) Reset() {
@@ -1022,6 +1038,20 @@ func (x *Kernel) GetCompileOptions() []string {
 		return x.CompileOptions
 	}
 	return nil
+}
+
+func (x *Kernel) GetWorkspaceBytesPerScore() int64 {
+	if x != nil {
+		return x.WorkspaceBytesPerScore
+	}
+	return 0
+}
+
+func (x *Kernel) GetWorkspaceBytesPerRow() int64 {
+	if x != nil {
+		return x.WorkspaceBytesPerRow
+	}
+	return 0
 }
 
 type isKernel_Code interface {
@@ -1618,7 +1648,7 @@ const file_longctx_plugin_v1_plugin_proto_rawDesc = "" +
 	"\ablock_z\x18\x04 \x01(\x05R\x06blockZ\x12\x15\n" +
 	"\x06tile_q\x18\x05 \x01(\x05R\x05tileQ\x12\x17\n" +
 	"\atile_kv\x18\x06 \x01(\x05R\x06tileKv\x12(\n" +
-	"\x10shared_mem_bytes\x18\a \x01(\x05R\x0esharedMemBytes\"\xaf\x02\n" +
+	"\x10shared_mem_bytes\x18\a \x01(\x05R\x0esharedMemBytes\"\xa1\x03\n" +
 	"\x06Kernel\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x1f\n" +
 	"\vabi_version\x18\x02 \x01(\x05R\n" +
@@ -1630,7 +1660,10 @@ const file_longctx_plugin_v1_plugin_proto_rawDesc = "" +
 	"\x05entry\x18\x06 \x01(\tR\x05entry\x121\n" +
 	"\x06launch\x18\a \x01(\v2\x19.longctx.plugin.v1.LaunchR\x06launch\x12'\n" +
 	"\x0fworkspace_bytes\x18\b \x01(\x03R\x0eworkspaceBytes\x12'\n" +
-	"\x0fcompile_options\x18\t \x03(\tR\x0ecompileOptionsB\x06\n" +
+	"\x0fcompile_options\x18\t \x03(\tR\x0ecompileOptions\x129\n" +
+	"\x19workspace_bytes_per_score\x18\n" +
+	" \x01(\x03R\x16workspaceBytesPerScore\x125\n" +
+	"\x17workspace_bytes_per_row\x18\v \x01(\x03R\x14workspaceBytesPerRowB\x06\n" +
 	"\x04code\"\x9f\x02\n" +
 	"\bKVPolicy\x124\n" +
 	"\x04when\x18\x01 \x01(\x0e2 .longctx.plugin.v1.KVPolicy.WhenR\x04when\x12\x14\n" +
@@ -1691,12 +1724,13 @@ const file_longctx_plugin_v1_plugin_proto_rawDesc = "" +
 	"\x11OPTION_TYPE_FLOAT\x10\x03\x12\x14\n" +
 	"\x10OPTION_TYPE_BOOL\x10\x04\x12\x14\n" +
 	"\x10OPTION_TYPE_ENUM\x10\x05\x12\x18\n" +
-	"\x14OPTION_TYPE_INT_LIST\x10\x06*\x87\x01\n" +
+	"\x14OPTION_TYPE_INT_LIST\x10\x06*\x9b\x01\n" +
 	"\bGridRule\x12\x19\n" +
 	"\x15GRID_RULE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cGRID_RULE_Q_TILES_HEADS_SEQS\x10\x01\x12\x18\n" +
 	"\x14GRID_RULE_HEADS_SEQS\x10\x02\x12$\n" +
-	" GRID_RULE_KV_TILES_KV_HEADS_SEQS\x10\x032\xf8\x01\n" +
+	" GRID_RULE_KV_TILES_KV_HEADS_SEQS\x10\x03\x12\x12\n" +
+	"\x0eGRID_RULE_ROWS\x10\x042\xf8\x01\n" +
 	"\tAttention\x12N\n" +
 	"\bDescribe\x12\".longctx.plugin.v1.DescribeRequest\x1a\x1e.longctx.plugin.v1.Description\x12L\n" +
 	"\aPrepare\x12!.longctx.plugin.v1.PrepareRequest\x1a\x1e.longctx.plugin.v1.Preparation\x12M\n" +

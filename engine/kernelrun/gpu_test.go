@@ -1,0 +1,219 @@
+package kernelrun_test
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/longctx/longctx/engine/cuda"
+	"github.com/longctx/longctx/engine/kernelrun"
+	"github.com/longctx/longctx/engine/kernelrun/gputest"
+	"github.com/longctx/longctx/plugins/sdk"
+)
+
+type mirror struct {
+	file, cName, param string
+	goType             reflect.Type
+}
+
+var mirrors = []mirror{
+	{"common.h", "longctx_kv_head", "", reflect.TypeFor[kernelrun.KVHead]()},
+	{"attention.h", "longctx_attention_params", "attn", reflect.TypeFor[kernelrun.AttentionParams]()},
+	{"kv_score.h", "longctx_kv_score_params", "score", reflect.TypeFor[kernelrun.KVScoreParams]()},
+}
+
+// layoutSource is two kernels that write, as long longs, NVRTC's sizeof
+// and offsetof of every ABI struct field and then the value of every field
+// of the params they were launched with.
+func layoutSource(t *testing.T) string {
+	var b strings.Builder
+	b.WriteString("#include \"longctx/abi/attention.h\"\n#include \"longctx/abi/kv_score.h\"\n")
+	b.WriteString("__device__ void layout(long long *o) {\n  int i = 0;\n")
+	// NVRTC has no offsetof (no <stddef.h>, no __builtin_offsetof): take
+	// the distance from a local struct's start to the field instead.
+	for _, m := range mirrors {
+		fmt.Fprintf(&b, "  { %s x;\n  o[i++] = sizeof(%s);\n", m.cName, m.cName)
+		for _, f := range kernelrun.HeaderFields(t, m.file, m.cName) {
+			fmt.Fprintf(&b, "  o[i++] = (long long)((const char *)&x.%s - (const char *)&x);\n", f.Name)
+		}
+		b.WriteString("  }\n")
+	}
+	b.WriteString("}\n")
+	for _, m := range mirrors[1:] {
+		out := "p.out"
+		if m.param == "score" {
+			out = "p.scores"
+		}
+		fmt.Fprintf(&b, "extern \"C\" __global__ void echo_%s(%s p) {\n  long long *o = (long long *)%s;\n  layout(o);\n  int i = 100;\n", m.param, m.cName, out)
+		for _, f := range kernelrun.HeaderFields(t, m.file, m.cName) {
+			switch {
+			case strings.Contains(f.Type, "*"):
+				fmt.Fprintf(&b, "  o[i++] = (long long)p.%s;\n", f.Name)
+			case f.Type == "float":
+				fmt.Fprintf(&b, "  o[i++] = __float_as_int(p.%s);\n", f.Name)
+			default:
+				fmt.Fprintf(&b, "  o[i++] = (long long)p.%s;\n", f.Name)
+			}
+		}
+		b.WriteString("}\n")
+	}
+	return b.String()
+}
+
+// wantLayout is what layout() writes by the Go mirrors.
+func wantLayout() []int64 {
+	var out []int64
+	for _, m := range mirrors {
+		out = append(out, int64(m.goType.Size()))
+		for i := range m.goType.NumField() {
+			out = append(out, int64(m.goType.Field(i).Offset))
+		}
+	}
+	return out
+}
+
+// fieldValues is each field of a params struct as echo_* writes it.
+func fieldValues(p any) []int64 {
+	v := reflect.ValueOf(p).Elem()
+	var out []int64
+	for i := range v.NumField() {
+		f := v.Field(i)
+		switch f.Kind() {
+		case reflect.Float32:
+			out = append(out, int64(int32(math.Float32bits(float32(f.Float())))))
+		case reflect.Int32, reflect.Int64:
+			out = append(out, f.Int())
+		default:
+			out = append(out, int64(f.Uint()))
+		}
+	}
+	return out
+}
+
+func readInt64s(b []byte) []int64 {
+	out := make([]int64, len(b)/8)
+	for i := range out {
+		out[i] = int64(binary.LittleEndian.Uint64(b[8*i:]))
+	}
+	return out
+}
+
+// TestGPUParamsLayout: NVRTC lays the ABI structs out as the Go mirrors,
+// and a params struct launched by value through Role.Launch arrives field
+// for field.
+func TestGPUParamsLayout(t *testing.T) {
+	env := gputest.Open(t)
+	src := layoutSource(t)
+	one := sdk.Launch{Grid: sdk.GridHeadsSeqs, BlockX: 1, BlockY: 1, BlockZ: 1}
+	attn := env.Role("layout", []sdk.Kernel{{Role: sdk.RoleAttentionPrefill, ABIVersion: 2, CUDASource: src, Entry: "echo_attn", Launch: one}}, sdk.RoleAttentionPrefill)
+	score := env.Role("layout", []sdk.Kernel{{Role: sdk.RoleKVScore, ABIVersion: 2, CUDASource: src, Entry: "echo_score", Launch: one}}, sdk.RoleKVScore)
+
+	const n = 200
+	out := env.Alloc(8 * n)
+	env.Poison(out, 8*n)
+	ap := &kernelrun.AttentionParams{NumSeqs: 1, NumQ: 3, NumHeads: 1, NumKVHeads: 5, HeadDim: 6, Layer: 7, SlidingWindow: -8, MaxKVLen: 9,
+		Scale: 0.0883883, DType: 2, Q: 0x7f0000001111, QRowStride: -12, QPos: 0x2222, K: 0x3333, V: 0x4444, Out: out, OutRowStride: 1 << 40,
+		Workspace: 0x5555, WorkspaceBytes: 1<<63 + 5}
+	if err := attn.Launch(env.Stream, ap); err != nil {
+		t.Fatal(err)
+	}
+	got := readInt64s(env.Download(out, 8*n))
+	want := wantLayout()
+	if !reflect.DeepEqual(got[:len(want)], want) {
+		t.Errorf("NVRTC layout (sizeof, offsetof... per struct)\n got %v\nwant %v", got[:len(want)], want)
+	}
+	if echo := fieldValues(ap); !reflect.DeepEqual(got[100:100+len(echo)], echo) {
+		t.Errorf("attention params as the kernel saw them\n got %v\nwant %v", got[100:100+len(echo)], echo)
+	}
+
+	// The scores pointer is where echo_score writes.
+	env.Poison(out, 8*n)
+	sp := &kernelrun.KVScoreParams{NumSeqs: 1, NumKVHeads: 1, HeadDim: 128, Layer: 31, MaxKVLen: 32768, DType: 2, K: 0x6666, V: 0, Scores: out, Workspace: 0x7777, WorkspaceBytes: 3}
+	if err := score.Launch(env.Stream, sp); err != nil {
+		t.Fatal(err)
+	}
+	got = readInt64s(env.Download(out, 8*n))
+	if echo := fieldValues(sp); !reflect.DeepEqual(got[100:100+len(echo)], echo) {
+		t.Errorf("kv score params as the kernel saw them\n got %v\nwant %v", got[100:100+len(echo)], echo)
+	}
+}
+
+const graphSource = `
+#include "longctx/abi/attention.h"
+// Two kernels of one role: the first fills dynamic shared memory (more
+// than 48 KiB) and leaves a checksum in the workspace, the second reads
+// it, so order and the shared workspace both show.
+extern "C" __global__ void fill(longctx_attention_params p) {
+    extern __shared__ int smem[];
+    const int n = SMEM_BYTES / 4;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) smem[i] = i ^ p.layer;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        long long s = 0;
+        for (int i = 0; i < n; i++) s += smem[i];
+        ((long long *)p.workspace)[blockIdx.x] = s;
+    }
+}
+extern "C" __global__ void sum(longctx_attention_params p) {
+    if (blockIdx.x != 0) return;
+    long long s = 0;
+    for (int h = 0; h < p.num_heads; h++) s += ((long long *)p.workspace)[h];
+    *(long long *)p.out = s + p.max_kv_len;
+}
+`
+
+// TestGPUGraphCapture: a role's launch is recorded by stream capture and
+// replays with the buffers' contents at replay time; a kernel above 48 KiB
+// of dynamic shared memory runs because NewRole raised its limit.
+func TestGPUGraphCapture(t *testing.T) {
+	env := gputest.Open(t)
+	const smem = 100 << 10
+	opts := []string{fmt.Sprintf("--define-macro=SMEM_BYTES=%d", smem)}
+	role := env.Role("graph", []sdk.Kernel{
+		{Role: sdk.RoleAttentionDecode, ABIVersion: 2, CUDASource: graphSource, Entry: "fill", CompileOptions: opts, WorkspaceBytesPerRow: 8,
+			Launch: sdk.Launch{Grid: sdk.GridHeadsSeqs, BlockX: 256, BlockY: 1, BlockZ: 1, SharedMemBytes: smem}},
+		{Role: sdk.RoleAttentionDecode, ABIVersion: 2, CUDASource: graphSource, Entry: "sum", CompileOptions: opts,
+			Launch: sdk.Launch{Grid: sdk.GridHeadsSeqs, BlockX: 1, BlockY: 1, BlockZ: 1}},
+	}, sdk.RoleAttentionDecode)
+	const heads = 4
+	wsBytes := role.Workspace(1, heads, 1, 1000)
+	if wsBytes != 8*heads {
+		t.Fatalf("workspace %d", wsBytes)
+	}
+	ws, out := env.Alloc(wsBytes), env.Alloc(8)
+	p := &kernelrun.AttentionParams{NumSeqs: 1, NumQ: 1, NumHeads: heads, NumKVHeads: 1, Layer: 5, MaxKVLen: 1000, Out: out, Workspace: ws, WorkspaceBytes: uint64(wsBytes)}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(env.D.StreamBeginCapture(env.Stream, cuda.CaptureModeThreadLocal))
+	if err := role.Launch(env.Stream, p); err != nil {
+		env.D.StreamEndCapture(env.Stream)
+		t.Fatal(err)
+	}
+	g, err := env.D.StreamEndCapture(env.Stream)
+	must(err)
+	defer env.D.GraphDestroy(g)
+	exec, err := env.D.GraphInstantiate(g)
+	must(err)
+	defer env.D.GraphExecDestroy(exec)
+	for rep := range 3 {
+		env.Poison(out, 8)
+		env.Poison(ws, wsBytes)
+		must(env.D.GraphLaunch(exec, env.Stream))
+		got := readInt64s(env.Download(out, 8))[0]
+		var want int64
+		for i := range smem / 4 {
+			want += int64(i ^ 5)
+		}
+		want = want*heads + 1000
+		if got != want {
+			t.Fatalf("replay %d: %d, want %d", rep, got, want)
+		}
+	}
+}

@@ -1,0 +1,250 @@
+package kernelrun
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"unsafe"
+
+	"github.com/longctx/longctx/engine/cuda"
+	"github.com/longctx/longctx/plugins/sdk"
+)
+
+// fakeDriver records what a Role asks of the driver.
+type fakeDriver struct {
+	images   [][]byte
+	unloaded []cuda.Module
+	attrs    map[cuda.Function][2]int
+	launches []launch
+	failLoad bool
+}
+
+type launch struct {
+	f           cuda.Function
+	grid, block cuda.Dim3
+	shmem       uint32
+	s           cuda.Stream
+	params      AttentionParams
+}
+
+func (d *fakeDriver) ModuleLoadData(image []byte) (cuda.Module, error) {
+	if d.failLoad {
+		return 0, errors.New("CUDA_ERROR_INVALID_IMAGE")
+	}
+	d.images = append(d.images, image)
+	return cuda.Module(len(d.images)), nil
+}
+
+func (d *fakeDriver) ModuleUnload(m cuda.Module) error {
+	d.unloaded = append(d.unloaded, m)
+	return nil
+}
+
+// Functions are numbered module*100 + the entry's last digit.
+func (d *fakeDriver) ModuleFunction(m cuda.Module, name string) (cuda.Function, error) {
+	if strings.HasPrefix(name, "missing") {
+		return 0, fmt.Errorf("kernel %q: CUDA_ERROR_NOT_FOUND", name)
+	}
+	return cuda.Function(int(m)*100 + int(name[len(name)-1]-'0')), nil
+}
+
+func (d *fakeDriver) FuncSetAttribute(f cuda.Function, attr, value int) error {
+	if d.attrs == nil {
+		d.attrs = map[cuda.Function][2]int{}
+	}
+	d.attrs[f] = [2]int{attr, value}
+	return nil
+}
+
+func (d *fakeDriver) Launch(f cuda.Function, grid, block cuda.Dim3, shmem uint32, s cuda.Stream, args ...unsafe.Pointer) error {
+	if len(args) != 1 {
+		return fmt.Errorf("%d kernel arguments, want the params struct alone", len(args))
+	}
+	d.launches = append(d.launches, launch{f, grid, block, shmem, s, *(*AttentionParams)(args[0])})
+	return nil
+}
+
+type compileCall struct {
+	src, name string
+	opts      cuda.CompileOptions
+}
+
+func recordingCompiler(calls *[]compileCall) CompileFunc {
+	return func(src, name string, opts cuda.CompileOptions) ([]byte, error) {
+		*calls = append(*calls, compileCall{src, name, opts})
+		if strings.Contains(src, "syntax error") {
+			return nil, errors.New("compiling x.cu for sm_90a: NVRTC_ERROR_COMPILATION\nx.cu(1): error: expected a \";\"")
+		}
+		return []byte("cubin of " + src), nil
+	}
+}
+
+func prefillKernels() []sdk.Kernel {
+	k := func(entry string, l sdk.Launch, perScore int64) sdk.Kernel {
+		return sdk.Kernel{Role: sdk.RoleAttentionPrefill, ABIVersion: 2, CUDASource: "// eager", Entry: entry, Launch: l,
+			WorkspaceBytesPerScore: perScore, CompileOptions: []string{"--define-macro=EAGER_HEAD_DIM=128"}}
+	}
+	return []sdk.Kernel{
+		k("qk1", sdk.Launch{Grid: sdk.GridQTilesHeadsSeqs, BlockX: 128, BlockY: 1, BlockZ: 1, TileQ: 64, SharedMemBytes: 52736}, 8),
+		k("softmax2", sdk.Launch{Grid: sdk.GridRows, BlockX: 256, BlockY: 1, BlockZ: 1, TileQ: 8}, 8),
+		k("pv3", sdk.Launch{Grid: sdk.GridQTilesHeadsSeqs, BlockX: 128, BlockY: 1, BlockZ: 1, TileQ: 64, SharedMemBytes: 34048}, 8),
+	}
+}
+
+func TestRoleCompilesOnceAndLaunchesInOrder(t *testing.T) {
+	d := &fakeDriver{}
+	var calls []compileCall
+	r, err := NewRole(d, prefillKernels(), Config{Plugin: "eager", Arch: "sm_90a", DType: "bf16", Compile: recordingCompiler(&calls)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 1 || len(d.images) != 1 {
+		t.Fatalf("%d compilations, %d modules for three kernels of one source", len(calls), len(d.images))
+	}
+	c := calls[0]
+	if c.name != "eager.cu" || c.opts.Arch != "sm_90a" || c.opts.Defines["LONGCTX_DTYPE"] != "2" ||
+		len(c.opts.Extra) != 1 || c.opts.Extra[0] != "--define-macro=EAGER_HEAD_DIM=128" {
+		t.Errorf("compile call %+v", c)
+	}
+	for _, h := range []string{"common.h", "attention.h", "kv_score.h", "launch.h"} {
+		if !strings.Contains(c.opts.Headers["longctx/abi/"+h], "#ifndef LONGCTX_ABI_") || c.opts.Headers[h] != c.opts.Headers["longctx/abi/"+h] {
+			t.Errorf("header %s missing under longctx/abi/%[1]s or its bare name", h)
+		}
+	}
+	// Only qk's 52736 bytes are above 48 KiB.
+	if len(d.attrs) != 1 || d.attrs[101] != [2]int{cuda.FuncAttrMaxDynamicSharedSizeBytes, 52736} {
+		t.Errorf("attributes %v", d.attrs)
+	}
+
+	const seqs, heads, q, kv = 1, 32, 100, 300
+	ws := r.Workspace(seqs, heads, q, kv)
+	if want := int64(8 * seqs * heads * q * kv); ws != want {
+		t.Fatalf("Workspace = %d, want %d", ws, want)
+	}
+	p := &AttentionParams{NumSeqs: seqs, NumQ: q, NumHeads: heads, NumKVHeads: 8, MaxKVLen: kv, Workspace: 0x1000, WorkspaceBytes: uint64(ws), Scale: 0.125}
+	if err := r.Launch(7, p); err != nil {
+		t.Fatal(err)
+	}
+	want := []launch{
+		{101, cuda.Dim3{X: 2, Y: 32, Z: 1}, cuda.Dim3{X: 128, Y: 1, Z: 1}, 52736, 7, *p},
+		{102, cuda.Dim3{X: 400, Y: 1, Z: 1}, cuda.Dim3{X: 256, Y: 1, Z: 1}, 0, 7, *p},
+		{103, cuda.Dim3{X: 2, Y: 32, Z: 1}, cuda.Dim3{X: 128, Y: 1, Z: 1}, 34048, 7, *p},
+	}
+	if fmt.Sprint(d.launches) != fmt.Sprint(want) {
+		t.Errorf("launches\n got %v\nwant %v", d.launches, want)
+	}
+
+	p.WorkspaceBytes = uint64(ws - 1)
+	if err := r.Launch(7, p); err == nil || !strings.Contains(err.Error(), "workspace") {
+		t.Errorf("undersized workspace: %v", err)
+	}
+	if err := r.Close(); err != nil || len(d.unloaded) != 1 {
+		t.Errorf("Close: %v, unloaded %v", err, d.unloaded)
+	}
+}
+
+func TestRoleLoadsPTXAndCubin(t *testing.T) {
+	d := &fakeDriver{}
+	ks := []sdk.Kernel{
+		{Role: sdk.RoleKVScore, ABIVersion: 1, PTX: []byte(".entry s1"), Entry: "s1", Launch: sdk.Launch{Grid: sdk.GridKVTilesKVHeadsSeqs, BlockX: 128, BlockY: 1, BlockZ: 1, TileKV: 128}},
+		{Role: sdk.RoleKVScore, ABIVersion: 2, Cubin: []byte{0x7f, 'E', 'L', 'F'}, Entry: "s2", Launch: sdk.Launch{Grid: sdk.GridHeadsSeqs, BlockX: 32, BlockY: 1, BlockZ: 1}, WorkspaceBytes: 4096},
+	}
+	r, err := NewRole(d, ks, Config{Plugin: "l2", DType: "f32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(d.images[0]) != ".entry s1\x00" || string(d.images[1]) != "\x7fELF" {
+		t.Errorf("images %q", d.images)
+	}
+	if r.Workspace(2, 8, 1, 1000) != 4096 {
+		t.Errorf("Workspace = %d", r.Workspace(2, 8, 1, 1000))
+	}
+	p := &KVScoreParams{NumSeqs: 2, NumKVHeads: 8, MaxKVLen: 1000, Workspace: 0x2000, WorkspaceBytes: 4096}
+	if err := r.Launch(0, p); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.launches) != 2 || d.launches[0].grid != (cuda.Dim3{X: 8, Y: 8, Z: 2}) || d.launches[1].grid != (cuda.Dim3{X: 8, Y: 2, Z: 1}) {
+		t.Errorf("launches %v", d.launches)
+	}
+}
+
+func TestRoleErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		kernels func() []sdk.Kernel
+		cfg     Config
+		d       *fakeDriver
+		want    []string
+	}{
+		{"compile error", func() []sdk.Kernel { ks := prefillKernels(); ks[0].CUDASource = "syntax error"; return ks[:1] },
+			Config{Plugin: "eager", Arch: "sm_90a", DType: "bf16"}, &fakeDriver{},
+			[]string{"plugin eager", "attention.prefill kernel qk1", `expected a ";"`}},
+		{"missing entry", func() []sdk.Kernel { ks := prefillKernels(); ks[1].Entry = "missing2"; return ks },
+			Config{Plugin: "eager", Arch: "sm_90a", DType: "bf16"}, &fakeDriver{},
+			[]string{"plugin eager", "kernel missing2", "CUDA_ERROR_NOT_FOUND"}},
+		{"two roles", func() []sdk.Kernel { ks := prefillKernels(); ks[2].Role = sdk.RoleAttentionDecode; return ks },
+			Config{Plugin: "eager", Arch: "sm_90a", DType: "bf16"}, &fakeDriver{}, []string{"one role's kernels"}},
+		{"future ABI", func() []sdk.Kernel { ks := prefillKernels(); ks[0].ABIVersion = 3; return ks },
+			Config{Plugin: "eager", Arch: "sm_90a", DType: "bf16"}, &fakeDriver{}, []string{"ABI version 3"}},
+		{"no arch", prefillKernels, Config{Plugin: "eager", DType: "bf16"}, &fakeDriver{}, []string{"no target architecture"}},
+		{"bad dtype", prefillKernels, Config{Plugin: "eager", Arch: "sm_90a", DType: "fp8"}, &fakeDriver{}, []string{"fp8"}},
+		{"load fails", prefillKernels, Config{Plugin: "eager", Arch: "sm_90a", DType: "bf16"}, &fakeDriver{failLoad: true},
+			[]string{"kernel qk1: loading the module", "INVALID_IMAGE"}},
+		{"none", func() []sdk.Kernel { return nil }, Config{Plugin: "eager"}, &fakeDriver{}, []string{"no kernels"}},
+	} {
+		var calls []compileCall
+		tt.cfg.Compile = recordingCompiler(&calls)
+		_, err := NewRole(tt.d, tt.kernels(), tt.cfg)
+		for _, w := range tt.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %v, want one containing %q", tt.name, err, w)
+			}
+		}
+		if len(tt.d.images) != len(tt.d.unloaded) {
+			t.Errorf("%s: %d modules loaded, %d unloaded after the failure", tt.name, len(tt.d.images), len(tt.d.unloaded))
+		}
+	}
+}
+
+func TestGrid(t *testing.T) {
+	p := Problem{NumSeqs: 3, NumHeads: 32, NumKVHeads: 8, NumQ: 17, MaxKVLen: 32769}
+	for _, tt := range []struct {
+		l    sdk.Launch
+		want cuda.Dim3
+	}{
+		{sdk.Launch{Grid: sdk.GridQTilesHeadsSeqs, TileQ: 16}, cuda.Dim3{X: 2, Y: 32, Z: 3}},
+		{sdk.Launch{Grid: sdk.GridHeadsSeqs}, cuda.Dim3{X: 32, Y: 3, Z: 1}},
+		{sdk.Launch{Grid: sdk.GridKVTilesKVHeadsSeqs, TileKV: 256}, cuda.Dim3{X: 129, Y: 8, Z: 3}},
+		{sdk.Launch{Grid: sdk.GridRows, TileQ: 8}, cuda.Dim3{X: (3*32*17 + 7) / 8, Y: 1, Z: 1}},
+	} {
+		got, err := Grid(tt.l, p)
+		if err != nil || got != tt.want {
+			t.Errorf("rule %d: %v, %v; want %v", tt.l.Grid, got, err, tt.want)
+		}
+	}
+	for _, l := range []sdk.Launch{{Grid: 0}, {Grid: 9}, {Grid: sdk.GridRows}, {Grid: sdk.GridKVTilesKVHeadsSeqs}} {
+		if _, err := Grid(l, p); err == nil {
+			t.Errorf("rule %d tiles %d/%d accepted", l.Grid, l.TileQ, l.TileKV)
+		}
+	}
+	if _, err := Grid(sdk.Launch{Grid: sdk.GridHeadsSeqs}, Problem{NumHeads: 32, NumSeqs: 70000}); err == nil {
+		t.Error("70000 sequences in grid y accepted")
+	}
+	// A problem without queries launches nothing.
+	if g, err := Grid(sdk.Launch{Grid: sdk.GridRows, TileQ: 8}, Problem{NumSeqs: 1, NumHeads: 4}); err != nil || g.X != 0 {
+		t.Errorf("empty problem: %v, %v", g, err)
+	}
+}
+
+func TestEmptyProblemLaunchesNothing(t *testing.T) {
+	d := &fakeDriver{}
+	var calls []compileCall
+	r, err := NewRole(d, prefillKernels(), Config{Plugin: "eager", Arch: "sm_90a", DType: "bf16", Compile: recordingCompiler(&calls)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Launch(0, &AttentionParams{NumSeqs: 1, NumHeads: 4, NumKVHeads: 2}); err != nil || len(d.launches) != 0 {
+		t.Errorf("launches %v, err %v", d.launches, err)
+	}
+}

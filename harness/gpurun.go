@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/longctx/longctx/engine/cuda"
+	"github.com/longctx/longctx/engine/gpu"
+	"github.com/longctx/longctx/engine/model"
+	"github.com/longctx/longctx/harness/results"
+	"github.com/longctx/longctx/plugins/sdk"
+)
+
+// Backend names of --backend.
+const (
+	backendAuto = "auto"
+	backendCPU  = "cpu"
+	backendCUDA = "cuda"
+)
+
+// resolveBackend turns --backend into the backend cells record: auto picks
+// cuda when a GPU, NVRTC and cuBLASLt are all there, and says why not
+// otherwise. The CPU backend is recorded as "" in cells so their IDs stay
+// those of runs made before there was a choice.
+func resolveBackend(flag string, log io.Writer) (string, error) {
+	switch flag {
+	case backendCPU, "":
+		return "", nil
+	case backendCUDA:
+		if err := cudaUsable(); err != nil {
+			return "", fmt.Errorf("--backend cuda: %w (run 'harness doctor')", err)
+		}
+		return backendCUDA, nil
+	case backendAuto:
+		if err := cudaUsable(); err != nil {
+			fmt.Fprintf(log, "backend: cpu (no usable GPU: %v)\n", err)
+			return "", nil
+		}
+		fmt.Fprintln(log, "backend: cuda")
+		return backendCUDA, nil
+	}
+	return "", fmt.Errorf("--backend %q: want auto, cpu or cuda", flag)
+}
+
+// cudaUsable checks that the driver sees a GPU and the run-time libraries
+// load.
+func cudaUsable() error {
+	drv, err := cuda.Open()
+	if err != nil {
+		return err
+	}
+	defer drv.Close()
+	n, err := drv.DeviceCount()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return errors.New("the CUDA driver sees no GPU")
+	}
+	nv, err := cuda.OpenNVRTC()
+	if err != nil {
+		return err
+	}
+	nv.Close()
+	bl, err := cuda.OpenBlasLt()
+	if err != nil {
+		return err
+	}
+	bl.Close()
+	return nil
+}
+
+// gpuDevice describes GPU ordinal i for the plugins' Prepare.
+func gpuDevice(i int) (sdk.Device, cuda.DeviceInfo, error) {
+	drv, err := cuda.Open()
+	if err != nil {
+		return sdk.Device{}, cuda.DeviceInfo{}, err
+	}
+	defer drv.Close()
+	info, err := drv.DeviceInfo(i)
+	if err != nil {
+		return sdk.Device{}, cuda.DeviceInfo{}, err
+	}
+	return sdk.Device{Kind: "cuda", Arch: info.Arch(), DType: "bf16", MemoryBytes: int64(info.TotalMemory)}, info, nil
+}
+
+// loadGPUModel loads a checkpoint folder or synthetic preset on the GPU
+// with the plugins' kernels.
+func loadGPUModel(path string, plugins *pluginSet, opts gpu.Options) (*loadedModel, error) {
+	var cfg model.Config
+	var err error
+	if name, ok := strings.CutPrefix(path, model.SyntheticPrefix); ok {
+		preset, err := model.FindPreset(name)
+		if err != nil {
+			return nil, err
+		}
+		cfg = preset.Config
+	} else if cfg, err = model.LoadConfig(path); err != nil {
+		return nil, err
+	}
+	var src interface{ Close() error }
+	if plugins.attn != nil {
+		opts.Attention = plugins.attn.Plan.Kernels
+	}
+	if plugins.kv != nil {
+		pol := plugins.kv.Plan.Policy
+		opts.KVPolicy, opts.KVScore, opts.KVNeedsValues = &pol, plugins.kv.Plan.Kernels, plugins.kv.Plan.NeedsValues
+	}
+	var eng *gpu.Engine
+	if strings.HasPrefix(path, model.SyntheticPrefix) {
+		s, err := model.NewSyntheticSource(cfg, opts.Seed)
+		if err != nil {
+			return nil, err
+		}
+		eng, err = gpu.Load(cfg, s, path, opts)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		s, err := openSafetensors(path)
+		if err != nil {
+			return nil, err
+		}
+		src = s
+		eng, err = gpu.Load(cfg, s, path, opts)
+		src.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	l := &loadedModel{GPU: eng}
+	if err := l.attachText(path, ""); err != nil {
+		eng.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// runBatchesGPU runs reqs in batches of c.Batch sequences, each batch one
+// engine.Generate call: prompts prefilled one after another, then decoded
+// together.
+func (cr *cellRun) runBatchesGPU(ctx context.Context, reqs []request, rep int, warmup bool) []results.Row {
+	eng := cr.lm.GPU
+	batch := max(cr.c.Batch, 1)
+	var rows []results.Row
+	for start := 0; start < len(reqs); start += batch {
+		part := reqs[start:min(start+batch, len(reqs))]
+		greqs := make([]gpu.Request, len(part))
+		for i, r := range part {
+			greqs[i] = gpu.Request{Prompt: r.ids, MaxNewTokens: r.maxNew}
+		}
+		res, stats, err := eng.Generate(ctx, greqs, gpu.GenerateOptions{ChunkSize: cr.chunk, IgnoreStop: cr.c.Task == "synthetic"})
+		for i, r := range part {
+			row := cr.base
+			row.SampleID, row.Depth, row.References = r.sampleID, r.depth, r.references
+			if row.References == nil {
+				row.References = []string{}
+			}
+			row.PromptTokens = int64(len(r.ids))
+			row.RepeatIndex, row.BatchIndex, row.Warmup = int64(rep), int64(start/batch), warmup
+			if err != nil {
+				row.Status = results.StatusError
+				if errors.Is(err, model.ErrOutOfMemory) {
+					row.Status = results.StatusOOM
+				}
+				msg := err.Error()
+				row.Error = &msg
+				rows = append(rows, row)
+				continue
+			}
+			cr.fillRow(&row, r.ids, &res[i].Result)
+			row.PeakEngineBytes, row.PeakDeviceBytes = ptr(stats.PeakEngineBytes), ptr(stats.PeakDeviceBytes)
+			row.WorkspaceBytes = ptr(stats.WorkspaceBytes)
+			row.PrefillMS = ptr(ms(res[i].Prefill))
+			if cr.plugins.kv != nil {
+				row.KVEvictedTokens = ptr(res[i].EvictedTokens)
+				if res[i].Compress > 0 {
+					row.KVCompressMS = ptr(ms(res[i].Compress))
+				}
+			}
+			rows = append(rows, row)
+		}
+	}
+	return rows
+}

@@ -1,0 +1,132 @@
+// Host emulation of the CUDA subset eager.cu uses, for eager's CPU tests:
+// one OS thread per CUDA thread, one block at a time, so __shared__
+// variables (made static) and the dynamic shared memory array are the
+// block's. WMMA fragments are whole matrices in every lane. It checks the
+// kernels' indexing, masking, tiling and workspace layout, not their
+// speed or the GPU's memory model.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <cstdio>
+#include <cstring>
+#include <math.h>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
+
+struct emu_uint3 { unsigned x, y, z; };
+struct dim3 { unsigned x = 1, y = 1, z = 1; };
+extern thread_local emu_uint3 threadIdx, blockIdx;
+extern dim3 blockDim, gridDim;
+
+struct uint4 { unsigned x, y, z, w; };
+struct uint2 { unsigned x, y; };
+struct float2 { float x, y; };
+struct float4 { float x, y, z, w; };
+inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { return {a, b, c, d}; }
+inline float2 make_float2(float a, float b) { return {a, b}; }
+inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
+
+inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
+inline float __uint_as_float(unsigned i) { float f; memcpy(&f, &i, 4); return f; }
+inline float __fmul_rn(float a, float b) { volatile float r = a * b; return r; }
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+
+// A barrier whose threads may leave for good (a returning CUDA thread).
+// One atomic word holds the phase, the threads arrived and the threads
+// expected. Waiters spin and yield: the emulation runs far more threads
+// than cores, and a futex wake per barrier costs more than polling.
+class emu_barrier {
+    std::atomic<uint64_t> state; // phase << 32 | arrived << 16 | expected
+    static uint64_t pack(uint64_t phase, uint64_t arrived, uint64_t expected) { return phase << 32 | arrived << 16 | expected; }
+public:
+    explicit emu_barrier(int n) : state(pack(0, 0, n)) {}
+    void wait() {
+        uint64_t s = state.load();
+        for (;;) {
+            const uint64_t phase = s >> 32, arrived = s >> 16 & 0xffff, expected = s & 0xffff;
+            const bool last = arrived + 1 == expected;
+            if (state.compare_exchange_weak(s, last ? pack(phase + 1, 0, expected) : pack(phase, arrived + 1, expected))) {
+                if (!last)
+                    while (state.load() >> 32 == phase) std::this_thread::yield();
+                return;
+            }
+        }
+    }
+    void drop() {
+        uint64_t s = state.load();
+        for (;;) {
+            const uint64_t phase = s >> 32, arrived = s >> 16 & 0xffff, expected = (s & 0xffff) - 1;
+            const bool release = arrived > 0 && arrived == expected;
+            if (state.compare_exchange_weak(s, release ? pack(phase + 1, 0, expected) : pack(phase, arrived, expected))) return;
+        }
+    }
+    // reset readmits n threads; none may be waiting.
+    void reset(int n) { state.store(pack(state.load() >> 32, 0, n)); }
+};
+
+struct emu_block {
+    emu_barrier *block;
+    std::vector<emu_barrier *> warps;
+    std::vector<uint32_t> lanes; // shuffle exchange, 32 per warp
+};
+extern thread_local emu_block *emu_this_block;
+
+inline void __syncthreads() { emu_this_block->block->wait(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu_this_block->warps[threadIdx.x / 32]->wait(); }
+template <class T> inline T __shfl_xor_sync(unsigned, T v, int lane_mask) {
+    static_assert(sizeof(T) == 4, "32-bit shuffles only");
+    const int w = threadIdx.x / 32, l = threadIdx.x % 32;
+    memcpy(&emu_this_block->lanes[32 * w + l], &v, 4);
+    emu_this_block->warps[w]->wait();
+    T out;
+    memcpy(&out, &emu_this_block->lanes[32 * w + (l ^ lane_mask)], 4);
+    emu_this_block->warps[w]->wait();
+    return out;
+}
+
+// emu_launch runs the grid one block at a time on blockDim threads that
+// are created once per launch.
+template <class P> void emu_launch(void (*kernel)(P), dim3 grid, dim3 block, P p) {
+    gridDim = grid;
+    blockDim = block;
+    const int n = block.x * block.y * block.z, nw = (n + 31) / 32;
+    const auto warpSize = [&](int w) { return w + 1 < nw || n % 32 == 0 ? 32 : n % 32; };
+    emu_barrier all(n), done(n);
+    std::deque<emu_barrier> warps;
+    for (int w = 0; w < nw; w++) warps.emplace_back(warpSize(w));
+    emu_block b{&all, {}, std::vector<uint32_t>(32 * nw)};
+    for (auto &w : warps) b.warps.push_back(&w);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < n; t++) {
+        threads.emplace_back([&, t] {
+            threadIdx = {t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+            emu_this_block = &b;
+            for (unsigned bz = 0; bz < grid.z; bz++)
+                for (unsigned by = 0; by < grid.y; by++)
+                    for (unsigned bx = 0; bx < grid.x; bx++) {
+                        blockIdx = {bx, by, bz};
+                        kernel(p);
+                        // A returned thread no longer counts for the block's
+                        // barriers; all rejoin for the next block.
+                        b.warps[t / 32]->drop();
+                        all.drop();
+                        done.wait();
+                        if (t == 0) {
+                            all.reset(n);
+                            for (int w = 0; w < nw; w++) b.warps[w]->reset(warpSize(w));
+                        }
+                        done.wait();
+                    }
+        });
+    }
+    for (auto &t : threads) t.join();
+}

@@ -1,0 +1,86 @@
+package sdk
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/longctx/longctx/plugins/sdk/pluginpb"
+)
+
+func validKernel() Kernel {
+	return Kernel{
+		Role: RoleAttentionPrefill, ABIVersion: ABIVersion, CUDASource: "// src", Entry: "k",
+		Launch:         Launch{Grid: GridRows, BlockX: 256, BlockY: 1, BlockZ: 1, TileQ: 8, TileKV: 0, SharedMemBytes: 70000},
+		WorkspaceBytes: 64, WorkspaceBytesPerRow: 520, WorkspaceBytesPerScore: 8,
+		CompileOptions: []string{"--define-macro=EAGER_HEAD_DIM=128"},
+	}
+}
+
+// TestKernelRoundTrip sends every Kernel field through the wire format.
+func TestKernelRoundTrip(t *testing.T) {
+	for _, k := range []Kernel{
+		validKernel(),
+		{Role: RoleKVScore, ABIVersion: 1, PTX: []byte(".entry x\x00"), Entry: "x",
+			Launch: Launch{Grid: GridKVTilesKVHeadsSeqs, BlockX: 128, BlockY: 1, BlockZ: 1, TileKV: 128}},
+		{Role: RoleAttentionDecode, ABIVersion: 2, Cubin: []byte{0x7f, 'E', 'L', 'F'}, Entry: "y",
+			Launch: Launch{Grid: GridHeadsSeqs, BlockX: 32, BlockY: 2, BlockZ: 1}, WorkspaceBytesPerScore: 11},
+	} {
+		b, err := proto.Marshal(kernelToPB(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p pluginpb.Kernel
+		if err := proto.Unmarshal(b, &p); err != nil {
+			t.Fatal(err)
+		}
+		got := kernelFromPB(&p)
+		if !reflect.DeepEqual(got, k) {
+			t.Errorf("round trip:\n got %+v\nwant %+v", got, k)
+		}
+	}
+}
+
+func TestKernelValidate(t *testing.T) {
+	if k := validKernel(); k.Validate(KindAttention) != nil {
+		t.Fatal(k.Validate(KindAttention))
+	}
+	for _, tt := range []struct {
+		name string
+		edit func(*Kernel)
+		err  string
+	}{
+		{"negative per score", func(k *Kernel) { k.WorkspaceBytesPerScore = -1 }, "negative workspace"},
+		{"negative per row", func(k *Kernel) { k.WorkspaceBytesPerRow = -8 }, "negative workspace"},
+		{"negative fixed", func(k *Kernel) { k.WorkspaceBytes = -8 }, "negative workspace"},
+		{"future ABI", func(k *Kernel) { k.ABIVersion = ABIVersion + 1 }, "ABI version"},
+		{"v1 with per-score", func(k *Kernel) { k.ABIVersion = 1; k.Launch.Grid = GridHeadsSeqs }, "need ABI version 2"},
+		{"v1 with rows rule", func(k *Kernel) {
+			k.ABIVersion, k.WorkspaceBytesPerRow, k.WorkspaceBytesPerScore = 1, 0, 0
+		}, "need ABI version 2"},
+		{"unknown rule", func(k *Kernel) { k.Launch.Grid = 99 }, "unknown grid rule"},
+		{"unspecified rule", func(k *Kernel) { k.Launch.Grid = 0 }, "unknown grid rule"},
+		{"rows without tile", func(k *Kernel) { k.Launch.TileQ = 0 }, "tile_q"},
+		{"q tiles without tile", func(k *Kernel) { k.Launch.Grid, k.Launch.TileQ = GridQTilesHeadsSeqs, 0 }, "tile_q"},
+		{"kv tiles without tile", func(k *Kernel) { k.Launch.Grid = GridKVTilesKVHeadsSeqs }, "tile_kv"},
+		{"negative shared memory", func(k *Kernel) { k.Launch.SharedMemBytes = -1 }, "shared memory"},
+		{"wrong role for kind", func(k *Kernel) { k.Role = RoleKVScore }, "provides"},
+	} {
+		k := validKernel()
+		tt.edit(&k)
+		if err := k.Validate(KindAttention); err == nil || !strings.Contains(err.Error(), tt.err) {
+			t.Errorf("%s: error %v, want one containing %q", tt.name, err, tt.err)
+		}
+	}
+}
+
+func TestKernelWorkspace(t *testing.T) {
+	k := validKernel()
+	// 32 heads × 8192 rows against 8192 keys: 8 bytes per score.
+	rows, kv := int64(32*8192), int64(8192)
+	if got, want := k.Workspace(rows, kv), 64+520*rows+8*rows*kv; got != want {
+		t.Fatalf("Workspace = %d, want %d", got, want)
+	}
+}
