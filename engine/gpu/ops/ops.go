@@ -308,8 +308,21 @@ func (k *Kernels) GEMV(s cuda.Stream, x cuda.DevicePtr, ldx int, w cuda.DevicePt
 	}
 	lx, lw, ly := int64(ldx), int64(ldw), int64(ldy)
 	m, n, kk := int32(M), int32(N), int32(K)
-	blocks := ceilDiv(N, gemvThreads/32*gemvRowsPerWarp)
+	split := gemvSplit(N, K)
+	ks := int32(split)
+	blocks := ceilDiv(N, gemvThreads/32/split*gemvRowsPerWarp)
 	return k.launch(core.GEMV, dim(blocks), dim(gemvThreads), s,
 		unsafe.Pointer(&x), unsafe.Pointer(&lx), unsafe.Pointer(&w), unsafe.Pointer(&lw), unsafe.Pointer(&bias),
-		unsafe.Pointer(&y), unsafe.Pointer(&ly), unsafe.Pointer(&m), unsafe.Pointer(&n), unsafe.Pointer(&kk))
+		unsafe.Pointer(&y), unsafe.Pointer(&ly), unsafe.Pointer(&m), unsafe.Pointer(&n), unsafe.Pointer(&kk), unsafe.Pointer(&ks))
+}
+
+// gemvSplit is how many warps share a pair of output rows: a short N gets
+// too few blocks to keep every SM's loads in flight (an H100 has 132
+// SMs), so its columns are split, down to stretches of 2048 columns.
+func gemvSplit(N, K int) int {
+	split := 1
+	for split < gemvThreads/32 && ceilDiv(N, gemvThreads/32/split*gemvRowsPerWarp) < 1024 && K/(2*split) >= 2048 {
+		split *= 2
+	}
+	return split
 }

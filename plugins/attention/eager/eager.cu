@@ -88,7 +88,6 @@ constexpr int PV_WK = DEC_PV_WARPS / PV_WN;                        // ... and ac
 constexpr int PV_NACC = PV_NT / PV_WN;                             // column tiles per warp
 constexpr int DEC_QK_SMEM = DEC_TILE_QK * LDS * 2 + MR * LDS * 2 + MR * LDCQ * 4 + DEC_TILE_QK * 4;
 constexpr int DEC_PV_SMEM = DEC_TILE * LDS * 2 + MR * LDPD * 2 + PV_WK * MR * LDO * 4 + 2 * MR * 4;
-static_assert(DEC_TILE_QK == DEC_QK_THREADS, "eager_decode_qk: one thread per key");
 static_assert(32 % QK_CH == 0 && DEC_QK_THREADS % QK_CH == 0 && MR % (DEC_QK_THREADS / QK_CH) == 0, "eager_decode_qk: a score row's lanes share a warp");
 static_assert(DEC_TILE_QK / 16 % DEC_QK_WARPS == 0, "eager_decode_qk: key tiles per warp");
 static_assert(DEC_TILE % DEC_TILE_QK == 0, "decode tiles");
