@@ -27,10 +27,11 @@
 // eager_decode_combine. Decode reads each KV head's keys and values once
 // for all the query rows that share it (its query heads, times num_q),
 // which sit as up to 16 rows of one tensor-core tile. Decode is bound by
-// the memory bandwidth of the K and V reads, so a block copies its whole
-// K or V tile into shared memory with asynchronous 16-byte copies issued
-// at its start (tens of KiB in flight per block), and P V is split over
-// KV tiles whose partial sums eager_decode_combine adds up.
+// the memory bandwidth of the K and V reads, so a block streams its K or
+// V tile through a ring of shared-memory stage buffers with asynchronous
+// 16-byte copies (tens of KiB in flight per block while it computes), and
+// P V is split over KV tiles whose partial sums eager_decode_combine adds
+// up.
 //
 // Compile-time constants (NVRTC --define-macro): EAGER_HEAD_DIM, the head
 // dimension; EAGER_GROUP, query heads per KV head (decode kernels only);
@@ -71,27 +72,44 @@ constexpr int PV_STAGE = (BQ * LDP * 2 + BK * LDS * 2) > (BQ * LDO * 4) ? (BQ * 
 constexpr int PV_SMEM = PV_STAGE + BQ * 4;
 constexpr int SOFTMAX_ROWS = 8, SOFTMAX_THREADS = 32 * SOFTMAX_ROWS;
 
-// Decode. eager_decode_qk: 4 warps, DEC_TILE_QK keys of one KV head;
-// eager_decode_pv: 8 warps, DEC_TILE keys (a larger tile, so that each of
-// its blocks reads fewer of the qk tiles' statistics and leaves fewer
-// partial sums to combine); eager_decode_combine: 4 warps per query head.
-constexpr int DEC_TILE_QK = 128, DEC_QK_THREADS = 128, DEC_QK_WARPS = DEC_QK_THREADS / 32;
+// Decode. Each eager_decode_qk block (4 warps) and eager_decode_pv block
+// (8 warps) owns a tile of DEC_TILE_QK or DEC_TILE keys of one KV head and
+// streams it through DEC_NBUF shared-memory buffers of DEC_STAGE keys:
+// while one stage is multiplied the next DEC_NBUF - 1 are in flight, and
+// the buffers are small enough for 3 blocks per SM at head dim 128, so an
+// SM keeps loading while one of its blocks starts, reduces or stores.
+// eager_decode_combine: a block per score row.
+constexpr int DEC_TILE_QK = 256, DEC_QK_THREADS = 128, DEC_QK_WARPS = DEC_QK_THREADS / 32;
 constexpr int DEC_TILE = 256, DEC_PV_THREADS = 256, DEC_PV_WARPS = DEC_PV_THREADS / 32;
-constexpr int DEC_COMBINE_THREADS = 128;
+constexpr int DEC_STAGE = 64, DEC_NBUF = 3;
+constexpr int DEC_COMBINE_THREADS = 512;
 constexpr int MR = 16;                  // query rows per tensor-core tile
-constexpr int LDCQ = DEC_TILE_QK + 4;   // fp32 pitch of eager_decode_qk's score tile
+constexpr int LDCQ = DEC_STAGE + 4;     // fp32 pitch of eager_decode_qk's score tile (one stage)
 constexpr int LDPD = DEC_TILE + 8;      // bf16 pitch of eager_decode_pv's P tile
-constexpr int QK_CH = DEC_TILE_QK / 8;  // 8-key chunks of a score row, one lane each
+constexpr int QK_CH = DEC_STAGE / 8;    // 8-key chunks of a stage's score row, one lane each
 constexpr int PV_NT = D / 16;           // 16-column tiles of the output
 constexpr int PV_WN = PV_NT < DEC_PV_WARPS ? PV_NT : DEC_PV_WARPS; // warps across the columns
 constexpr int PV_WK = DEC_PV_WARPS / PV_WN;                        // ... and across the keys
 constexpr int PV_NACC = PV_NT / PV_WN;                             // column tiles per warp
-constexpr int DEC_QK_SMEM = DEC_TILE_QK * LDS * 2 + MR * LDS * 2 + MR * LDCQ * 4 + DEC_TILE_QK * 4;
-constexpr int DEC_PV_SMEM = DEC_TILE * LDS * 2 + MR * LDPD * 2 + PV_WK * MR * LDO * 4 + 2 * MR * 4;
-static_assert(32 % QK_CH == 0 && DEC_QK_THREADS % QK_CH == 0 && MR % (DEC_QK_THREADS / QK_CH) == 0, "eager_decode_qk: a score row's lanes share a warp");
-static_assert(DEC_TILE_QK / 16 % DEC_QK_WARPS == 0, "eager_decode_qk: key tiles per warp");
+constexpr int DEC_STAGE_ELEMS = DEC_STAGE * LDS;                   // bf16 of one stage buffer
+constexpr int DEC_QK_SMEM = DEC_NBUF * DEC_STAGE_ELEMS * 2 + MR * LDS * 2 + MR * LDCQ * 4 + DEC_NBUF * DEC_STAGE * 4;
+// eager_decode_pv's split-K reduction tile overlays its stage buffers.
+constexpr int PV_RED_BYTES = PV_WK * MR * LDO * 4;
+constexpr int PV_BUF_BYTES = DEC_NBUF * DEC_STAGE_ELEMS * 2 > PV_RED_BYTES ? DEC_NBUF * DEC_STAGE_ELEMS * 2 : PV_RED_BYTES;
+constexpr int DEC_PV_SMEM = PV_BUF_BYTES + MR * LDPD * 2 + 2 * MR * 4;
+constexpr int PV_PIT = MR * (DEC_TILE / 8) / DEC_PV_THREADS;      // 8-key P chunks per thread
+// 3 eager_decode_pv blocks of 256 threads per SM leave 85 registers a
+// thread; the bound keeps the compiler within them where the shared
+// memory allows 3 blocks (head dim up to 128). A macro, as the attribute
+// takes the two numbers as separate arguments.
+constexpr int DEC_PV_MIN_BLOCKS = D <= 128 ? 3 : 1;
+#define EAGER_DEC_PV_BOUNDS DEC_PV_THREADS, DEC_PV_MIN_BLOCKS
+static_assert(DEC_QK_THREADS / QK_CH == MR && 32 % QK_CH == 0, "eager_decode_qk: a lane group per score row, within a warp");
+static_assert(DEC_STAGE / 16 == DEC_QK_WARPS, "eager_decode_qk: one 16-key tile per warp and stage");
+static_assert(DEC_TILE_QK % DEC_STAGE == 0 && DEC_TILE % DEC_STAGE == 0 && DEC_NBUF >= 2, "decode stages");
 static_assert(DEC_TILE % DEC_TILE_QK == 0, "decode tiles");
 static_assert(PV_WN * PV_WK == DEC_PV_WARPS && PV_NACC * PV_WN == PV_NT, "eager_decode_pv warp split");
+static_assert(PV_PIT * DEC_PV_THREADS == MR * (DEC_TILE / 8), "eager_decode_pv P split");
 static_assert(DEC_COMBINE_THREADS % (D / 4) == 0, "eager_decode_combine lane split");
 
 #ifdef EAGER_EXPECT_QK_SMEM
@@ -249,42 +267,70 @@ __device__ __forceinline__ void load4(float out[4], const bits16 *src, bool vec)
     }
 }
 
-// Copies 16 bytes from global to shared memory without holding them in
-// registers: cp.async, completed by copy_wait. Both addresses are 16-byte
-// aligned. (The host emulation, which has no __CUDA_ARCH__, copies at once.)
-__device__ __forceinline__ void copy16_async(void *dst, const void *src) {
+// Asynchronous copies from global to shared memory (cp.async), which do
+// not hold the data in registers. A thread's copies since its last
+// copy_commit form a group; copy_wait_group<N> waits until at most its N
+// most recent groups are pending, and a barrier then shows the copies to
+// the block. Empty groups are complete at once, so a loop may commit one
+// every pass and wait for a constant N. (The host emulation, which has no
+// __CUDA_ARCH__, copies at issue or at the wait: emu_cuda.h.)
+__device__ __forceinline__ unsigned smem_addr(const void *p) {
 #ifdef __CUDA_ARCH__
     unsigned s;
-    asm volatile("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(s) : "l"(dst));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(src) : "memory");
+    asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(s) : "l"(p));
+    return s;
 #else
-    *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(src);
+    return 0;
 #endif
 }
-
-// Waits for this thread's copy16_async copies; a barrier then shows them
-// to the block.
-__device__ __forceinline__ void copy_wait() {
+// 16 bytes; both addresses 16-byte aligned. .cg: through L2 only, the
+// data is read once.
+__device__ __forceinline__ void copy16_async(void *dst, const void *src) {
 #ifdef __CUDA_ARCH__
-    asm volatile("cp.async.wait_all;" ::: "memory");
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_addr(dst)), "l"(src) : "memory");
+#else
+    emu_copy_async(dst, src, 16);
+#endif
+}
+// 4 bytes; both addresses 4-byte aligned.
+__device__ __forceinline__ void copy4_async(void *dst, const void *src) {
+#ifdef __CUDA_ARCH__
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(smem_addr(dst)), "l"(src) : "memory");
+#else
+    emu_copy_async(dst, src, 4);
+#endif
+}
+__device__ __forceinline__ void copy_commit() {
+#ifdef __CUDA_ARCH__
+    asm volatile("cp.async.commit_group;" ::: "memory");
+#else
+    emu_copy_commit();
+#endif
+}
+template <int N> __device__ __forceinline__ void copy_wait_group() {
+#ifdef __CUDA_ARCH__
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+#else
+    emu_copy_wait(N);
 #endif
 }
 
 // Starts copying rows [0, n) of a D-wide bf16 matrix whose rows lie stride
 // elements apart into ROWS rows of shared memory of pitch LDS, and zeroes
 // rows [n, ROWS): a tensor-core product over them is then zero, not NaN.
-// All of a thread's copies are issued before any completes, so a block has
-// its whole tile in flight. Complete with copy_wait and a barrier.
+// All of a thread's copies are issued before any completes. Complete with
+// copy_commit, copy_wait_group and a barrier.
 template <int ROWS, int THREADS>
 __device__ __forceinline__ void stage_rows(bits16 *dst, const bits16 *src, long long stride, int n, bool vec) {
     if (vec) {
-        constexpr int CH = D / 8;
-        static_assert(ROWS * CH % THREADS == 0, "stage_rows split");
-#pragma unroll 8
-        for (int k = 0; k < ROWS * CH / THREADS; k++) {
+        constexpr int CH = D / 8, N = ROWS * CH;
+#pragma unroll
+        for (int k = 0; k < (N + THREADS - 1) / THREADS; k++) {
             const int idx = threadIdx.x + k * THREADS;
             const int r = idx / CH, c = idx % CH * 8;
-            if (r < n) {
+            if (N % THREADS != 0 && idx >= N) {
+                // past the tile: this thread has fewer chunks
+            } else if (r < n) {
                 copy16_async(dst + r * LDS + c, src + r * stride + c);
             } else {
                 *reinterpret_cast<uint4 *>(dst + r * LDS + c) = make_uint4(0u, 0u, 0u, 0u);
@@ -555,15 +601,16 @@ extern "C" __global__ void __launch_bounds__(PREFILL_THREADS) eager_pv(longctx_a
 }
 
 // Decode S for DEC_TILE_QK keys of one KV head and every (query, head)
-// row that reads it, with each row's (max, sum) over the tile.
-// grid (ceil(max_kv_len / DEC_TILE_QK), num_kv_heads, num_seqs), block
+// row that reads it, with each row's (max, sum) over the tile. The keys
+// stream through the stage buffers (see DEC_STAGE). grid
+// (ceil(max_kv_len / DEC_TILE_QK), num_kv_heads, num_seqs), block
 // DEC_QK_THREADS, DEC_QK_SMEM bytes.
 extern "C" __global__ void __launch_bounds__(DEC_QK_THREADS) eager_decode_qk(longctx_attention_params p) {
     extern __shared__ __align__(128) unsigned char eager_smem[];
-    bits16 *Ks = reinterpret_cast<bits16 *>(eager_smem);
-    bits16 *Qs = Ks + DEC_TILE_QK * LDS;
+    bits16 *Kb = reinterpret_cast<bits16 *>(eager_smem); // DEC_NBUF stages of keys
+    bits16 *Qs = Kb + DEC_NBUF * DEC_STAGE_ELEMS;
     float *Cs = reinterpret_cast<float *>(Qs + MR * LDS);
-    int *kpos = reinterpret_cast<int *>(Cs + MR * LDCQ);
+    int *kposb = reinterpret_cast<int *>(Cs + MR * LDCQ); // DEC_NBUF stages of key positions
 
     const int warp = threadIdx.x / 32;
     const int t = blockIdx.x, kvh = blockIdx.y, seq = blockIdx.z;
@@ -572,18 +619,31 @@ extern "C" __global__ void __launch_bounds__(DEC_QK_THREADS) eager_decode_qk(lon
     const int j0 = t * DEC_TILE_QK;
     if (j0 >= kd.len) return; // past this head's keys (the graph is sized for the capacity)
     const int jn = min(DEC_TILE_QK, kd.len - j0);
+    const int nst = (jn + DEC_STAGE - 1) / DEC_STAGE;
     const Workspace ws(p);
-
-    stage_rows<DEC_TILE_QK, DEC_QK_THREADS>(Ks, static_cast<const bits16 *>(kd.data) + (long long)j0 * kd.row_stride, kd.row_stride, jn,
-                                            aligned16(kd.data) && kd.row_stride % 8 == 0);
-    for (int c = threadIdx.x; c < jn; c += DEC_QK_THREADS) kpos[c] = kd.pos[j0 + c];
+    const bits16 *kbase = static_cast<const bits16 *>(kd.data) + (long long)j0 * kd.row_stride;
+    const int *pbase = kd.pos + j0;
+    const bool kvec = aligned16(kd.data) && kd.row_stride % 8 == 0;
+    // Starts copying stage st's keys and positions into buffer st % DEC_NBUF.
+    const auto issue = [&](int st) {
+        const int k0 = st * DEC_STAGE, sn = min(DEC_STAGE, jn - k0), b = st % DEC_NBUF;
+        stage_rows<DEC_STAGE, DEC_QK_THREADS>(Kb + b * DEC_STAGE_ELEMS, kbase + (long long)k0 * kd.row_stride, kd.row_stride, sn, kvec);
+        for (int c = threadIdx.x; c < sn; c += DEC_QK_THREADS) copy4_async(kposb + b * DEC_STAGE + c, pbase + k0 + c);
+    };
     const bool qvec = aligned16(p.q) && p.q_row_stride % 8 == 0;
     const bool svec = ws.cols % 8 == 0; // score rows start 16-byte aligned
     const bits16 *qbase = static_cast<const bits16 *>(p.q) + (long long)seq * Q * p.q_row_stride + (long long)kvh * G * D;
+    // The epilogue's lanes: QK_CH per score row, 8 keys each.
+    const int er = threadIdx.x / QK_CH, ec = threadIdx.x % QK_CH * 8;
 
     const int rows = G * Q;
     for (int r0 = 0; r0 < rows; r0 += MR) {
         const int rn = min(MR, rows - r0);
+        // The first DEC_NBUF stages fly while Q is read.
+        for (int st = 0; st < DEC_NBUF; st++) {
+            if (st < nst) issue(st);
+            copy_commit();
+        }
         // Q rows r0.. as a 16-row bf16 tile, zero past rn.
         for (int idx = threadIdx.x; idx < MR * (D / 8); idx += DEC_QK_THREADS) {
             const int r = idx / (D / 8), c = idx % (D / 8) * 8;
@@ -599,60 +659,70 @@ extern "C" __global__ void __launch_bounds__(DEC_QK_THREADS) eager_decode_qk(lon
                 for (int e = 0; e < 8; e++) dst[e] = src[e];
             }
         }
-        copy_wait(); // the K tile (a no-op after the first pass)
-        __syncthreads();
+        const bool active = er < rn;
+        long long row = 0;
+        int qp = 0;
+        if (active) {
+            int qi;
+            row = decode_row(p, seq, kvh, r0 + er, qi);
+            qp = p.q_pos[seq * Q + qi];
+        }
+        float M = neg_inf(), L = 0.f; // the row's statistics over the stages so far
 
-        // C = Q K^T on tensor cores, fp32: each warp owns 16-key column tiles.
-        constexpr int NPW = DEC_TILE_QK / 16 / DEC_QK_WARPS;
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> b;
-        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[NPW];
+        for (int st = 0; st < nst; st++) {
+            // Stage st has landed: groups are committed one per stage.
+            if (st == 0) {
+                copy_wait_group<DEC_NBUF - 1>();
+            } else {
+                copy_wait_group<DEC_NBUF - 2>();
+            }
+            __syncthreads(); // also: stage st - 1's buffer and Cs are read
+            if (st > 0) {
+                if (st - 1 + DEC_NBUF < nst) issue(st - 1 + DEC_NBUF);
+                copy_commit();
+            }
+            const int b = st % DEC_NBUF, k0 = st * DEC_STAGE, sn = min(DEC_STAGE, jn - k0);
+            const bits16 *Ks = Kb + b * DEC_STAGE_ELEMS;
+            const int *kpos = kposb + b * DEC_STAGE;
+
+            // C = Q K^T on tensor cores, fp32: each warp owns 16 keys.
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> bf;
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::fill_fragment(acc, 0.f);
+            const int n0 = warp * 16;
+            if (n0 < sn) {
 #pragma unroll
-        for (int n = 0; n < NPW; n++) wmma::fill_fragment(acc[n], 0.f);
-        const int n0 = warp * NPW;
-        if (n0 * 16 < jn) {
-#pragma unroll 4
-            for (int k0 = 0; k0 < D; k0 += 16) {
-                wmma::load_matrix_sync(a, reinterpret_cast<const __nv_bfloat16 *>(Qs + k0), LDS);
-#pragma unroll
-                for (int n = 0; n < NPW; n++) {
+                for (int kk = 0; kk < D; kk += 16) {
+                    wmma::load_matrix_sync(a, reinterpret_cast<const __nv_bfloat16 *>(Qs + kk), LDS);
                     // K row-major [key][dim] is K^T column-major.
-                    wmma::load_matrix_sync(b, reinterpret_cast<const __nv_bfloat16 *>(Ks + (n0 + n) * 16 * LDS + k0), LDS);
-                    wmma::mma_sync(acc[n], a, b, acc[n]);
+                    wmma::load_matrix_sync(bf, reinterpret_cast<const __nv_bfloat16 *>(Ks + n0 * LDS + kk), LDS);
+                    wmma::mma_sync(acc, a, bf, acc);
                 }
             }
-        }
-#pragma unroll
-        for (int n = 0; n < NPW; n++) wmma::store_matrix_sync(Cs + (n0 + n) * 16, acc[n], LDCQ, wmma::mem_row_major);
-        __syncthreads();
+            wmma::store_matrix_sync(Cs + n0, acc, LDCQ, wmma::mem_row_major);
+            __syncthreads();
 
-        // S, 8 keys a lane, and the row's (max, sum) over the tile across
-        // the QK_CH lanes that share it.
-        for (int rb = 0; rb < MR; rb += DEC_QK_THREADS / QK_CH) {
-            const int r = rb + threadIdx.x / QK_CH, c = threadIdx.x % QK_CH * 8;
-            const bool active = r < rn;
+            // S, 8 keys a lane, and the row's (max, sum) over the stage
+            // across the QK_CH lanes that share it.
             float s[8];
-            long long row = 0;
             if (active) {
-                int qi;
-                row = decode_row(p, seq, kvh, r0 + r, qi);
-                const int qp = p.q_pos[seq * Q + qi];
-                const float4 c0 = *reinterpret_cast<const float4 *>(Cs + r * LDCQ + c);
-                const float4 c1 = *reinterpret_cast<const float4 *>(Cs + r * LDCQ + c + 4);
+                const float4 c0 = *reinterpret_cast<const float4 *>(Cs + er * LDCQ + ec);
+                const float4 c1 = *reinterpret_cast<const float4 *>(Cs + er * LDCQ + ec + 4);
                 const float cv[8] = {c0.x, c0.y, c0.z, c0.w, c1.x, c1.y, c1.z, c1.w};
                 unsigned b16[8];
 #pragma unroll
                 for (int e = 0; e < 8; e++) {
                     // matmul rounds to bf16; "* scaling" rounds again.
-                    const int jj = c + e;
-                    s[e] = jj < jn && visible(qp, kpos[jj], window) ? round_bf16(__fmul_rn(round_bf16(cv[e]), p.scale)) : neg_inf();
+                    const int jj = ec + e;
+                    s[e] = jj < sn && visible(qp, kpos[jj], window) ? round_bf16(__fmul_rn(round_bf16(cv[e]), p.scale)) : neg_inf();
                     b16[e] = f_to_bits(s[e]);
                 }
-                bits16 *dst = ws.s + row * ws.cols + j0 + c;
-                if (svec && c + 8 <= jn) {
+                bits16 *dst = ws.s + row * ws.cols + j0 + k0 + ec;
+                if (svec && ec + 8 <= sn) {
                     *reinterpret_cast<uint4 *>(dst) = pack8(b16);
                 } else {
-                    for (int e = 0; e < 8 && c + e < jn; e++) dst[e] = (bits16)b16[e];
+                    for (int e = 0; e < 8 && ec + e < sn; e++) dst[e] = (bits16)b16[e];
                 }
             } else {
 #pragma unroll
@@ -670,23 +740,25 @@ extern "C" __global__ void __launch_bounds__(DEC_QK_THREADS) eager_decode_qk(lon
             }
 #pragma unroll
             for (int o = QK_CH / 2; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
-            if (active && c == 0) ws.stats[row * ws.ntq + t] = make_float2(m, l);
+            stats_merge(M, L, m, l);
         }
-        __syncthreads(); // Qs and Cs are rewritten by the next rows
+        if (active && ec == 0) ws.stats[row * ws.ntq + t] = make_float2(M, L);
+        __syncthreads(); // Qs, Cs and the buffers are rewritten by the next rows
     }
 }
 
 // Decode P32 and P for one KV tile of DEC_TILE keys (each row's max and
 // sum come from every qk tile's statistics) and that tile's share of P V,
-// in fp32, for every (query, head) row of the KV head (the values are read
-// once). grid (ceil(max_kv_len / DEC_TILE), num_kv_heads, num_seqs), block
-// DEC_PV_THREADS, DEC_PV_SMEM bytes.
-extern "C" __global__ void __launch_bounds__(DEC_PV_THREADS) eager_decode_pv(longctx_attention_params p) {
+// in fp32, for every (query, head) row of the KV head. The values stream
+// through the stage buffers (see DEC_STAGE) and are read once for up to
+// MR rows. grid (ceil(max_kv_len / DEC_TILE), num_kv_heads, num_seqs),
+// block DEC_PV_THREADS, DEC_PV_SMEM bytes.
+extern "C" __global__ void __launch_bounds__(EAGER_DEC_PV_BOUNDS) eager_decode_pv(longctx_attention_params p) {
     extern __shared__ __align__(128) unsigned char eager_smem[];
-    bits16 *Vs = reinterpret_cast<bits16 *>(eager_smem);
-    bits16 *Ps = Vs + DEC_TILE * LDS;
-    float *red = reinterpret_cast<float *>(Ps + MR * LDPD);
-    float *Mx = red + PV_WK * MR * LDO;
+    bits16 *Vb = reinterpret_cast<bits16 *>(eager_smem); // DEC_NBUF stages of values
+    float *red = reinterpret_cast<float *>(eager_smem);  // overlays Vb once P V is done
+    bits16 *Ps = reinterpret_cast<bits16 *>(eager_smem + PV_BUF_BYTES);
+    float *Mx = reinterpret_cast<float *>(Ps + MR * LDPD);
     float *Ls = Mx + MR;
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -697,24 +769,62 @@ extern "C" __global__ void __launch_bounds__(DEC_PV_THREADS) eager_decode_pv(lon
     const int j0 = t * DEC_TILE;
     if (j0 >= len) return;
     const int jn = min(DEC_TILE, len - j0);
+    const int nst = (jn + DEC_STAGE - 1) / DEC_STAGE;
     const int nq = (len + DEC_TILE_QK - 1) / DEC_TILE_QK; // qk tiles with statistics
     const Workspace ws(p);
-
-    // The values first: their copies fly while the statistics and P are made.
-    stage_rows<DEC_TILE, DEC_PV_THREADS>(Vs, static_cast<const bits16 *>(vd.data) + (long long)j0 * vd.row_stride, vd.row_stride, jn,
-                                         aligned16(vd.data) && vd.row_stride % 8 == 0);
+    const bits16 *vbase = static_cast<const bits16 *>(vd.data) + (long long)j0 * vd.row_stride;
+    const bool vvec = aligned16(vd.data) && vd.row_stride % 8 == 0;
+    const auto issue = [&](int st) {
+        const int k0 = st * DEC_STAGE;
+        stage_rows<DEC_STAGE, DEC_PV_THREADS>(Vb + st % DEC_NBUF * DEC_STAGE_ELEMS, vbase + (long long)k0 * vd.row_stride, vd.row_stride,
+                                              min(DEC_STAGE, jn - k0), vvec);
+    };
     const bool pvec = ws.cols % 8 == 0;
+    const bits16 hidden = f_to_bits(neg_inf());
     const int rows = G * p.num_q;
+    const int wn = warp % PV_WN, wk = warp / PV_WN;
     for (int r0 = 0; r0 < rows; r0 += MR) {
         const int rn = min(MR, rows - r0);
-        // The row's max and sum over all tiles, a warp per row.
+        // The values first: the first stages fly while P is made.
+        for (int st = 0; st < DEC_NBUF; st++) {
+            if (st < nst) issue(st);
+            copy_commit();
+        }
+        // This thread's S chunks (8 keys each), read before the statistics
+        // so that the two reads overlap.
+        uint4 sv[PV_PIT];
+        long long e0[PV_PIT];
+#pragma unroll
+        for (int i = 0; i < PV_PIT; i++) {
+            const int idx = threadIdx.x + i * DEC_PV_THREADS;
+            const int r = idx / (DEC_TILE / 8), c = idx % (DEC_TILE / 8) * 8;
+            sv[i] = make_uint4(0u, 0u, 0u, 0u);
+            e0[i] = 0;
+            if (r < rn && c < jn) {
+                int qi;
+                e0[i] = decode_row(p, seq, kvh, r0 + r, qi) * ws.cols + j0 + c;
+                if (pvec && c + 8 <= jn) {
+                    sv[i] = *reinterpret_cast<const uint4 *>(ws.s + e0[i]);
+                } else {
+                    unsigned b[8];
+#pragma unroll
+                    for (int e = 0; e < 8; e++) b[e] = c + e < jn ? ws.s[e0[i] + e] : hidden;
+                    sv[i] = pack8(b);
+                }
+            }
+        }
+        // The row's max and sum over all qk tiles, a warp per row, 4 loads
+        // in flight a lane.
         for (int r = warp; r < rn; r += DEC_PV_WARPS) {
             int qi;
             const float2 *st = ws.stats + decode_row(p, seq, kvh, r0 + r, qi) * ws.ntq;
             float m = neg_inf(), l = 0.f;
-            for (int u = lane; u < nq; u += 32) {
-                const float2 v = st[u];
-                stats_merge(m, l, v.x, v.y);
+            for (int u0 = lane; u0 < nq; u0 += 4 * 32) {
+                float2 v[4];
+#pragma unroll
+                for (int i = 0; i < 4; i++) v[i] = u0 + 32 * i < nq ? st[u0 + 32 * i] : make_float2(neg_inf(), 0.f);
+#pragma unroll
+                for (int i = 0; i < 4; i++) stats_merge(m, l, v[i].x, v[i].y);
             }
             warp_stats(m, l);
             if (lane == 0) {
@@ -723,63 +833,68 @@ extern "C" __global__ void __launch_bounds__(DEC_PV_THREADS) eager_decode_pv(lon
             }
         }
         __syncthreads();
-        // P32 and P for the tile, 8 keys a thread, and P as a bf16 tile of
-        // 16 rows, zero past rn rows and jn keys.
-        constexpr int PCH = DEC_TILE / 8;
-        for (int idx = threadIdx.x; idx < MR * PCH; idx += DEC_PV_THREADS) {
-            const int r = idx / PCH, c = idx % PCH * 8;
+        // P32 and P for the tile, and P as a bf16 tile of 16 rows, zero
+        // past rn rows and jn keys.
+#pragma unroll
+        for (int i = 0; i < PV_PIT; i++) {
+            const int idx = threadIdx.x + i * DEC_PV_THREADS;
+            const int r = idx / (DEC_TILE / 8), c = idx % (DEC_TILE / 8) * 8;
             unsigned b16[8] = {0u, 0u, 0u, 0u, 0u, 0u, 0u, 0u};
             if (r < rn && c < jn) {
-                int qi;
-                const long long e0 = decode_row(p, seq, kvh, r0 + r, qi) * ws.cols + j0 + c;
                 const float M = Mx[r], L = Ls[r];
-                const bool full = pvec && c + 8 <= jn;
-                float x[8], y[8];
-                if (full) {
-                    load8(x, ws.s + e0, true);
-                } else {
-#pragma unroll
-                    for (int e = 0; e < 8; e++) x[e] = c + e < jn ? bits_to_f(ws.s[e0 + e]) : neg_inf();
-                }
+                const unsigned w[4] = {sv[i].x, sv[i].y, sv[i].z, sv[i].w};
+                float y[8];
 #pragma unroll
                 for (int e = 0; e < 8; e++) {
-                    y[e] = (M == neg_inf() || x[e] == neg_inf()) ? 0.f : expf(x[e] - M) / L;
+                    const float x = __uint_as_float(e % 2 == 0 ? w[e / 2] << 16 : w[e / 2] & 0xffff0000u);
+                    y[e] = (M == neg_inf() || x == neg_inf()) ? 0.f : expf(x - M) / L;
                     b16[e] = f_to_bits(y[e]);
                 }
-                if (full) {
-                    float4 *dst = reinterpret_cast<float4 *>(ws.p32 + e0);
+                if (pvec && c + 8 <= jn) {
+                    float4 *dst = reinterpret_cast<float4 *>(ws.p32 + e0[i]);
                     dst[0] = make_float4(y[0], y[1], y[2], y[3]);
                     dst[1] = make_float4(y[4], y[5], y[6], y[7]);
-                    *reinterpret_cast<uint4 *>(ws.p + e0) = pack8(b16);
+                    *reinterpret_cast<uint4 *>(ws.p + e0[i]) = pack8(b16);
                 } else {
-                    for (int e = 0; e < 8 && c + e < jn; e++) {
-                        ws.p32[e0 + e] = y[e];
-                        ws.p[e0 + e] = (bits16)b16[e];
+                    for (int e = 0; e < 8 && c + e < jn; e++) { // keys past jn have P 0
+                        ws.p32[e0[i] + e] = y[e];
+                        ws.p[e0[i] + e] = (bits16)b16[e];
                     }
                 }
             }
             *reinterpret_cast<uint4 *>(Ps + r * LDPD + c) = pack8(b16);
         }
-        copy_wait(); // the V tile (a no-op after the first pass)
-        __syncthreads();
 
-        // P V on tensor cores, fp32: warp (wn, wk) owns column tiles wn,
-        // wn + PV_WN, ... over the key steps wk, wk + PV_WK, ...
-        const int wn = warp % PV_WN, wk = warp / PV_WN;
+        // P V on tensor cores, fp32, stage by stage: warp (wn, wk) owns
+        // column tiles wn, wn + PV_WN, ... over the key steps wk, wk + PV_WK, ...
         wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> b;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> bf;
         wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[PV_NACC];
 #pragma unroll
         for (int x = 0; x < PV_NACC; x++) wmma::fill_fragment(acc[x], 0.f);
-        const int ksteps = (jn + 15) / 16;
-        for (int kk = wk; kk < ksteps; kk += PV_WK) {
-            wmma::load_matrix_sync(a, reinterpret_cast<const __nv_bfloat16 *>(Ps + kk * 16), LDPD);
+        for (int st = 0; st < nst; st++) {
+            if (st == 0) {
+                copy_wait_group<DEC_NBUF - 1>();
+            } else {
+                copy_wait_group<DEC_NBUF - 2>();
+            }
+            __syncthreads(); // also: Ps is written, stage st - 1's buffer is read
+            if (st > 0) {
+                if (st - 1 + DEC_NBUF < nst) issue(st - 1 + DEC_NBUF);
+                copy_commit();
+            }
+            const int k0 = st * DEC_STAGE, ksteps = (min(DEC_STAGE, jn - k0) + 15) / 16;
+            const bits16 *Vs = Vb + st % DEC_NBUF * DEC_STAGE_ELEMS;
+            for (int kk = wk; kk < ksteps; kk += PV_WK) {
+                wmma::load_matrix_sync(a, reinterpret_cast<const __nv_bfloat16 *>(Ps + k0 + kk * 16), LDPD);
 #pragma unroll
-            for (int x = 0; x < PV_NACC; x++) {
-                wmma::load_matrix_sync(b, reinterpret_cast<const __nv_bfloat16 *>(Vs + kk * 16 * LDS + (wn + x * PV_WN) * 16), LDS);
-                wmma::mma_sync(acc[x], a, b, acc[x]);
+                for (int x = 0; x < PV_NACC; x++) {
+                    wmma::load_matrix_sync(bf, reinterpret_cast<const __nv_bfloat16 *>(Vs + kk * 16 * LDS + (wn + x * PV_WN) * 16), LDS);
+                    wmma::mma_sync(acc[x], a, bf, acc[x]);
+                }
             }
         }
+        __syncthreads(); // red overlays the stage buffers
 #pragma unroll
         for (int x = 0; x < PV_NACC; x++)
             wmma::store_matrix_sync(red + wk * MR * LDO + (wn + x * PV_WN) * 16, acc[x], LDO, wmma::mem_row_major);
@@ -798,47 +913,46 @@ extern "C" __global__ void __launch_bounds__(DEC_PV_THREADS) eager_decode_pv(lon
             const long long row = decode_row(p, seq, kvh, r0 + r, qi);
             *reinterpret_cast<float4 *>(ws.partial + (row * ws.ntiles + t) * D + d) = s;
         }
-        __syncthreads(); // Mx, Ls, Ps and red are rewritten by the next rows
+        __syncthreads(); // Mx, Ls, Ps and red (the buffers) are rewritten by the next rows
     }
 }
 
-// Decode O = bf16(sum over the KV tiles of the partial P V); writes every
-// output element, also of heads without keys. grid (num_heads, num_seqs),
-// block DEC_COMBINE_THREADS: D / 4 lanes across a row, 4 columns each,
-// times slices of the tiles.
+// Decode O = bf16(sum over the KV tiles of the partial P V) for one score
+// row (query, head); writes every output element, also of heads without
+// keys. grid (num_seqs * num_heads * num_q) (rule ROWS, tile_q 1), block
+// DEC_COMBINE_THREADS: D / 4 lanes across a row, 4 columns each, times
+// slices of the tiles, so a block reads the row's partial sums, which lie
+// contiguous, in one coalesced sweep.
 extern "C" __global__ void __launch_bounds__(DEC_COMBINE_THREADS) eager_decode_combine(longctx_attention_params p) {
     constexpr int C4N = D / 4, SL = DEC_COMBINE_THREADS / C4N;
     __shared__ float4 red[DEC_COMBINE_THREADS];
-    const int h = blockIdx.x, seq = blockIdx.y;
     const int H = p.num_heads, Q = p.num_q;
+    const long long row = blockIdx.x; // ((seq * H) + h) * Q + i
+    const int i = (int)(row % Q), h = (int)(row / Q % H), seq = (int)(row / ((long long)Q * H));
+    if (seq >= p.num_seqs) return;
     const int len = p.k[seq * p.num_kv_heads + h / (H / p.num_kv_heads)].len;
     const int nvalid = (len + DEC_TILE - 1) / DEC_TILE;
     const Workspace ws(p);
     const int c4 = threadIdx.x % C4N, sl = threadIdx.x / C4N;
-    bits16 *out = static_cast<bits16 *>(p.out);
-    for (int i = 0; i < Q; i++) {
-        const long long row = ((long long)seq * H + h) * Q + i;
-        const float *part = ws.partial + row * ws.ntiles * D + c4 * 4;
-        float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+    const float *part = ws.partial + row * ws.ntiles * D + c4 * 4;
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll 8
-        for (int u = sl; u < nvalid; u += SL) {
-            const float4 v = *reinterpret_cast<const float4 *>(part + (long long)u * D);
-            acc.x += v.x;
-            acc.y += v.y;
-            acc.z += v.z;
-            acc.w += v.w;
+    for (int u = sl; u < nvalid; u += SL) {
+        const float4 v = *reinterpret_cast<const float4 *>(part + (long long)u * D);
+        acc.x += v.x;
+        acc.y += v.y;
+        acc.z += v.z;
+        acc.w += v.w;
+    }
+    red[threadIdx.x] = acc;
+    __syncthreads();
+    bits16 *o = static_cast<bits16 *>(p.out) + ((long long)seq * Q + i) * p.out_row_stride + (long long)h * D;
+    for (int d = threadIdx.x; d < D; d += DEC_COMBINE_THREADS) {
+        float s = 0.f;
+        for (int u = 0; u < SL; u++) {
+            const float4 v = red[u * C4N + d / 4];
+            s += d % 4 == 0 ? v.x : d % 4 == 1 ? v.y : d % 4 == 2 ? v.z : v.w;
         }
-        red[threadIdx.x] = acc;
-        __syncthreads();
-        bits16 *o = out + ((long long)seq * Q + i) * p.out_row_stride + (long long)h * D;
-        for (int d = threadIdx.x; d < D; d += DEC_COMBINE_THREADS) {
-            float s = 0.f;
-            for (int u = 0; u < SL; u++) {
-                const float4 v = red[u * C4N + d / 4];
-                s += d % 4 == 0 ? v.x : d % 4 == 1 ? v.y : d % 4 == 2 ? v.z : v.w;
-            }
-            o[d] = f_to_bits(s);
-        }
-        __syncthreads(); // red is rewritten for the next query row
+        o[d] = f_to_bits(s);
     }
 }

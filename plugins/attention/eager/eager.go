@@ -31,15 +31,17 @@ const (
 	prefillTileQ   = 64  // query rows per eager_qk / eager_pv block, 16 per warp
 	prefillThreads = 128 // 4 warps
 	softmaxRows    = 8   // score rows per eager_softmax block, one warp each
-	// Decode is bound by reading K and V once: eager_decode_qk blocks stage
-	// 128 keys in shared memory (4 blocks per SM at head dim 128),
-	// eager_decode_pv blocks 256 values, a larger tile so that each reads
-	// fewer qk tiles' statistics and leaves fewer partial sums.
-	decodeTileQK    = 128 // keys per eager_decode_qk block
+	// Decode is bound by reading K and V once. eager_decode_qk and
+	// eager_decode_pv blocks own 256 keys each and stream them through 3
+	// shared-memory buffers of 64 keys (cp.async groups), so that loads
+	// overlap the tensor-core work and 3 blocks fit an SM at head dim 128.
+	decodeTileQK    = 256 // keys per eager_decode_qk block: the softmax statistics' tile
 	decodeQKThreads = 128
 	decodeTileKV    = 256 // keys per eager_decode_pv block: the partial sums' tile
 	decodePVThreads = 256
-	combineThreads  = 128
+	decodeStage     = 64  // keys per pipeline stage
+	decodeBuffers   = 3   // stage buffers per block
+	combineThreads  = 512 // one block per score row
 )
 
 // qkSharedMem is eager_qk's dynamic shared memory: Q and K tiles of
@@ -53,20 +55,20 @@ func pvSharedMem(d int) int {
 	return max(prefillTileQ*(64+8)*2+64*(d+8)*2, prefillTileQ*(d+4)*4) + prefillTileQ*4
 }
 
-// decQKSharedMem is eager_decode_qk's dynamic shared memory: a K tile of
-// 128 × (d+8) bf16, a 16-row Q tile, a 16 × 132 fp32 score tile and 128
-// key positions.
+// decQKSharedMem is eager_decode_qk's dynamic shared memory: the stage
+// buffers of 64 × (d+8) bf16 keys, a 16-row Q tile, a 16 × 68 fp32 score
+// tile (one stage) and the stages' key positions.
 func decQKSharedMem(d int) int {
-	return decodeTileQK*(d+8)*2 + 16*(d+8)*2 + 16*(decodeTileQK+4)*4 + decodeTileQK*4
+	return decodeBuffers*decodeStage*(d+8)*2 + 16*(d+8)*2 + 16*(decodeStage+4)*4 + decodeBuffers*decodeStage*4
 }
 
-// decPVSharedMem is eager_decode_pv's: a V tile of 256 × (d+8) bf16, a
-// 16 × 264 bf16 P tile, one 16 × (d+4) fp32 output tile per group of
-// warps that splits the keys (8 warps over d/16 column tiles), and 16 rows'
-// max and sum.
+// decPVSharedMem is eager_decode_pv's: the stage buffers of 64 × (d+8)
+// bf16 values, overlaid at the end by one 16 × (d+4) fp32 output tile per
+// group of warps that splits the keys (8 warps over d/16 column tiles),
+// then a 16 × 264 bf16 P tile and 16 rows' max and sum.
 func decPVSharedMem(d int) int {
 	splitK := 8 / min(8, d/16)
-	return decodeTileKV*(d+8)*2 + 16*(decodeTileKV+8)*2 + splitK*16*(d+4)*4 + 2*16*4
+	return max(decodeBuffers*decodeStage*(d+8)*2, splitK*16*(d+4)*4) + 16*(decodeTileKV+8)*2 + 2*16*4
 }
 
 // Workspace per score (kernels/abi/launch.h): S in bf16, P32 in fp32 and P
@@ -128,7 +130,7 @@ func Kernels(m sdk.ModelShape, dtype string) ([]sdk.Kernel, error) {
 	decode := []sdk.Kernel{
 		kernel(sdk.RoleAttentionDecode, "eager_decode_qk", sdk.Launch{Grid: sdk.GridKVTilesKVHeadsSeqs, BlockX: decodeQKThreads, TileKV: decodeTileQK, SharedMemBytes: decQKSharedMem(d)}),
 		kernel(sdk.RoleAttentionDecode, "eager_decode_pv", sdk.Launch{Grid: sdk.GridKVTilesKVHeadsSeqs, BlockX: decodePVThreads, TileKV: decodeTileKV, SharedMemBytes: decPVSharedMem(d)}),
-		kernel(sdk.RoleAttentionDecode, "eager_decode_combine", sdk.Launch{Grid: sdk.GridHeadsSeqs, BlockX: combineThreads}),
+		kernel(sdk.RoleAttentionDecode, "eager_decode_combine", sdk.Launch{Grid: sdk.GridRows, BlockX: combineThreads, TileQ: 1}),
 	}
 	for i := range decode {
 		decode[i].WorkspaceBytes = 64

@@ -2,8 +2,8 @@
 // one OS thread per CUDA thread, one block at a time, so __shared__
 // variables (made static) and the dynamic shared memory array are the
 // block's. WMMA fragments are whole matrices in every lane. It checks the
-// kernels' indexing, masking, tiling and workspace layout, not their
-// speed or the GPU's memory model.
+// kernels' indexing, masking, tiling, workspace layout and cp.async
+// waits, not their speed or the GPU's memory model.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -93,6 +93,40 @@ template <class T> inline T __shfl_xor_sync(unsigned, T v, int lane_mask) {
     return out;
 }
 
+// cp.async. A copy lands at its issue (emu_copy_late false) or as late as
+// the wait allows (true), so that a missing wait or a miscounted group
+// shows as stale data in one of the two runs. A thread that ends with a
+// non-empty group it never waited for counts in emu_copy_unwaited.
+extern bool emu_copy_late;
+extern std::atomic<int> emu_copy_unwaited;
+struct emu_copy { void *dst; const void *src; int n; };
+struct emu_copies {
+    std::vector<emu_copy> open;
+    std::deque<std::vector<emu_copy>> groups;
+};
+extern thread_local emu_copies emu_this_copies;
+inline void emu_copy_async(void *dst, const void *src, int n) {
+    if (emu_copy_late) emu_this_copies.open.push_back({dst, src, n});
+    else memcpy(dst, src, n);
+}
+inline void emu_copy_commit() {
+    emu_this_copies.groups.push_back(std::move(emu_this_copies.open));
+    emu_this_copies.open.clear();
+}
+inline void emu_copy_wait(int n) {
+    auto &g = emu_this_copies.groups;
+    for (; (int)g.size() > n; g.pop_front())
+        for (const emu_copy &c : g.front()) memcpy(c.dst, c.src, c.n);
+}
+inline void emu_copy_end() {
+    auto &c = emu_this_copies;
+    bool pending = !c.open.empty();
+    for (auto &g : c.groups) pending = pending || !g.empty();
+    if (pending) emu_copy_unwaited++;
+    c.open.clear();
+    c.groups.clear();
+}
+
 // emu_launch runs the grid one block at a time on blockDim threads that
 // are created once per launch.
 template <class P> void emu_launch(void (*kernel)(P), dim3 grid, dim3 block, P p) {
@@ -115,6 +149,7 @@ template <class P> void emu_launch(void (*kernel)(P), dim3 grid, dim3 block, P p
                     for (unsigned bx = 0; bx < grid.x; bx++) {
                         blockIdx = {bx, by, bz};
                         kernel(p);
+                        emu_copy_end();
                         // A returned thread no longer counts for the block's
                         // barriers; all rejoin for the next block.
                         b.warps[t / 32]->drop();
