@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/longctx/longctx/engine/gpu"
 	"github.com/longctx/longctx/engine/model"
 	"github.com/longctx/longctx/engine/sample"
 	"github.com/longctx/longctx/plugins/sdk"
@@ -28,6 +29,7 @@ type generateFlags struct {
 	stop                 string
 	ignoreEOS            bool
 	threads              int
+	backend              string
 	asJSON               bool
 	plugins              pluginFlags
 }
@@ -61,10 +63,13 @@ func newGenerateCommand() *cobra.Command {
 	var f generateFlags
 	cmd := &cobra.Command{
 		Use:   "generate --model PATH|synthetic:NAME (--prompt TEXT | --prompt-ids IDS | --chat TEXT)",
-		Short: "Generate a continuation with the CPU engine",
+		Short: "Generate a continuation of one prompt (CPU or GPU engine)",
 		Long: `generate loads a Hugging Face checkpoint folder (config.json, safetensors,
 tokenizer.json) or a synthetic preset, runs the prompt through the engine and
 prints the continuation. Decoding is greedy unless --temperature is above 0.
+With a usable GPU (--backend auto, the default) it runs on the CUDA backend,
+in bf16, with the eager plugin's GPU kernels unless --attn names another
+plugin that has some; --backend cpu runs the fp32 CPU engine.
 
 --prompt is encoded with the tokenizer's special tokens (as transformers
 does); --chat wraps the text in the model's chat template as a user turn
@@ -97,6 +102,7 @@ does); --chat wraps the text in the model's chat template as a user turn
 	fl.StringVar(&f.stop, "stop-ids", "", "comma-separated stop token ids (default: the model's EOS ids)")
 	fl.BoolVar(&f.ignoreEOS, "ignore-eos", false, "always generate --max-new-tokens tokens")
 	fl.IntVar(&f.threads, "threads", 0, "worker goroutines for the CPU kernels (0: all cores)")
+	fl.StringVar(&f.backend, "backend", backendAuto, "engine: cuda (bf16 on GPU 0), cpu (fp32), or auto (cuda when a usable GPU is found)")
 	fl.BoolVar(&f.asJSON, "json", false, "print one JSON object with prompt_ids, tokens, text and timings")
 	f.plugins.register(cmd)
 	_ = cmd.MarkFlagDirname("model")
@@ -155,14 +161,32 @@ func runGenerate(cmd *cobra.Command, f generateFlags) error {
 		}
 	}
 
-	plugins, err := openPlugins(cmd.Context(), cmd.ErrOrStderr(), f.plugins, f.model, sdk.CPU)
+	backend, err := resolveBackend(f.backend, cmd.ErrOrStderr())
+	if err != nil {
+		return usagef(cmd, "%v", err)
+	}
+	device := sdk.CPU
+	if backend == backendCUDA {
+		if f.plugins.attn == "" {
+			f.plugins.attn = "eager" // the GPU has no built-in attention
+		}
+		if device, _, err = gpuDevice(0); err != nil {
+			return err
+		}
+	}
+	plugins, err := openPlugins(cmd.Context(), cmd.ErrOrStderr(), f.plugins, f.model, device)
 	if err != nil {
 		return err
 	}
 	defer plugins.Close()
-	loadOpts := model.LoadOptions{Seed: f.weightsSeed, Workers: f.threads}
-	plugins.loadOptions(&loadOpts)
-	lm, err := loadModel(f.model, f.tokenizer, loadOpts)
+	var lm *loadedModel
+	if backend == backendCUDA {
+		lm, err = loadGPUModel(f.model, f.tokenizer, plugins, gpu.Options{Seed: f.weightsSeed})
+	} else {
+		loadOpts := model.LoadOptions{Seed: f.weightsSeed, Workers: f.threads}
+		plugins.loadOptions(&loadOpts)
+		lm, err = loadModel(f.model, f.tokenizer, loadOpts)
+	}
 	if err != nil {
 		return err
 	}
@@ -189,13 +213,33 @@ func runGenerate(cmd *cobra.Command, f generateFlags) error {
 		StopTokens:   stops,
 		IgnoreStop:   f.ignoreEOS,
 	}
-	compressor, err := plugins.apply(&opts)
-	if err != nil {
-		return err
-	}
-	res, err := lm.Model.Generate(cmd.Context(), prompt, opts)
-	if err != nil {
-		return fmt.Errorf("generate: %w", err)
+	var res *model.Result
+	var evicted *int64
+	if lm.GPU != nil {
+		gopts := gpu.GenerateOptions{ChunkSize: f.chunk, StopTokens: stops, IgnoreStop: f.ignoreEOS}
+		if !sampler.Config().Greedy() {
+			gopts.Sampler = func(int) model.Sampler { return sampler }
+		}
+		out, _, err := lm.GPU.Generate(cmd.Context(), []gpu.Request{{Prompt: prompt, MaxNewTokens: f.maxNew}}, gopts)
+		if err != nil {
+			return fmt.Errorf("generate: %w", err)
+		}
+		res = &out[0].Result
+		if plugins.kv != nil {
+			evicted = &out[0].EvictedTokens
+		}
+	} else {
+		compressor, err := plugins.apply(&opts)
+		if err != nil {
+			return err
+		}
+		if res, err = lm.Model.Generate(cmd.Context(), prompt, opts); err != nil {
+			return fmt.Errorf("generate: %w", err)
+		}
+		if compressor != nil {
+			n := compressor.Evicted()
+			evicted = &n
+		}
 	}
 	text := ""
 	if lm.Tokenizer != nil {
@@ -205,8 +249,8 @@ func runGenerate(cmd *cobra.Command, f generateFlags) error {
 	}
 	out := summarize(lm, prompt, res, text)
 	out.Attention, out.KV = plugins.records()
-	if compressor != nil {
-		out.KVEvicted = compressor.Evicted()
+	if evicted != nil {
+		out.KVEvicted = *evicted
 	}
 	if f.asJSON {
 		return json.NewEncoder(cmd.OutOrStdout()).Encode(out)

@@ -88,8 +88,9 @@ func gpuDevice(i int) (sdk.Device, cuda.DeviceInfo, error) {
 }
 
 // loadGPUModel loads a checkpoint folder or synthetic preset on the GPU
-// with the plugins' kernels.
-func loadGPUModel(path string, plugins *pluginSet, opts gpu.Options) (*loadedModel, error) {
+// with the plugins' kernels; tokPath, when set, overrides the tokenizer
+// found beside the weights.
+func loadGPUModel(path, tokPath string, plugins *pluginSet, opts gpu.Options) (*loadedModel, error) {
 	var cfg model.Config
 	var err error
 	if name, ok := strings.CutPrefix(path, model.SyntheticPrefix); ok {
@@ -132,7 +133,7 @@ func loadGPUModel(path string, plugins *pluginSet, opts gpu.Options) (*loadedMod
 		}
 	}
 	l := &loadedModel{GPU: eng}
-	if err := l.attachText(path, ""); err != nil {
+	if err := l.attachText(path, tokPath); err != nil {
 		eng.Close()
 		return nil, err
 	}

@@ -129,7 +129,7 @@ func runCell(ctx context.Context, env *runEnv, c sweep.Cell) []results.Row {
 	}
 	var lm *loadedModel
 	if onGPU {
-		lm, err = loadGPUModel(c.Model, plugins, gpu.Options{MemLimit: env.memLimit, Seed: uint64(c.Seed), NoGraph: env.noGraph, Profile: env.gpuProfile, Log: env.log})
+		lm, err = loadGPUModel(c.Model, "", plugins, gpu.Options{MemLimit: env.memLimit, Seed: uint64(c.Seed), NoGraph: env.noGraph, Profile: env.gpuProfile, Log: env.log})
 	} else {
 		loadOpts := model.LoadOptions{Seed: uint64(c.Seed), Workers: env.threads, MemoryLimit: env.memLimit}
 		plugins.loadOptions(&loadOpts)
