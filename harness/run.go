@@ -157,6 +157,7 @@ func runRun(cmd *cobra.Command, f runFlags) error {
 	env.chunk = f.chunk
 	env.noGraph = !f.cudaGraph
 	env.gpuProfile = f.gpuProfile
+	env.memLimitFlag = f.memLimit
 	defer env.close(cmd.Context())
 	cellFor := func(ctxLen, batch int) sweep.Cell {
 		return sweep.Cell{
@@ -215,6 +216,17 @@ func executeCell(ctx context.Context, env *runEnv, c sweep.Cell, done map[string
 			s.Skipped = true
 			return s, nil
 		}
+	}
+	if c.Backend == backendCUDA && os.Getenv(cellChildEnv) == "" {
+		// A GPU cell runs in a process of its own: a faulting kernel
+		// leaves CUDA unusable for the rest of its process, and must fail
+		// only its cell.
+		rows, err := runCellProcess(ctx, env, c)
+		if err != nil {
+			return cellSummary{}, err
+		}
+		done[id] = true
+		return summarizeCell(c, rows), nil
 	}
 	rows := runCell(ctx, env, c)
 	if err := ctx.Err(); err != nil {

@@ -51,8 +51,10 @@ type runEnv struct {
 	noGraph bool
 	// gpuProfile prints where GPU time goes (--gpu-profile).
 	gpuProfile bool
-	evaluator  func(ctx context.Context) (*evalhost.Host, error)
-	closeEval  func(ctx context.Context)
+	// memLimitFlag is --mem-limit as given, passed on to cell processes.
+	memLimitFlag string
+	evaluator    func(ctx context.Context) (*evalhost.Host, error)
+	closeEval    func(ctx context.Context)
 }
 
 // taskEvaluators are the scorers each quality task's rows get.
@@ -104,12 +106,13 @@ func runCell(ctx context.Context, env *runEnv, c sweep.Cell) []results.Row {
 			flags.attn = "eager"
 			base.AttnPlugin = "eager"
 		}
+		base.Backend, base.DeviceName = results.BackendCUDA, "cuda"
 		d, info, err := gpuDevice(0)
 		if err != nil {
 			return fail(err)
 		}
 		device = d
-		base.Backend, base.DeviceName = results.BackendCUDA, info.Name
+		base.DeviceName = info.Name
 	}
 	plugins, err := openPlugins(ctx, env.log, flags, c.Model, device)
 	if err != nil {

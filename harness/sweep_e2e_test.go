@@ -178,3 +178,93 @@ func TestSweepOnSlurm(t *testing.T) {
 		t.Errorf("resubmit: %v\n%s", err, again)
 	}
 }
+
+// TestGPUCellsRunInTheirOwnProcess: a sweep's CUDA cells run in child
+// harness processes (a faulting kernel leaves CUDA unusable for its whole
+// process); on a machine without a GPU each such cell is an error row
+// naming the missing driver, written through the child, and the sweep
+// goes on to the next cell.
+func TestGPUCellsRunInTheirOwnProcess(t *testing.T) {
+	if cudaUsable() == nil {
+		t.Skip("this machine has a usable GPU: the cells would run")
+	}
+	bin := harnessBinary(t)
+	dir := t.TempDir()
+	spec := writeSpec(t, dir, `name: gpu-cells
+backend: cuda
+models: [synthetic:tiny]
+tasks: [synthetic]
+contexts: [64, 96]
+batches: [1]
+max_new_tokens: 2
+warmup: 0
+repeat: 1
+`)
+	out := filepath.Join(dir, "out")
+	cmd := exec.Command(bin, "sweep", spec, "--out", out, "--chunk-size", "32", "--cuda-graph=false")
+	cmd.Env = append(os.Environ(), cellChildEnv+"=")
+	combined, _ := cmd.CombinedOutput()
+	rows, err := results.ReadDir(out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, combined)
+	}
+	if len(rows) != 2 {
+		t.Fatalf("%d rows, want one per cell\n%s", len(rows), combined)
+	}
+	for _, r := range rows {
+		if r.Status != results.StatusError || r.Error == nil || !strings.Contains(*r.Error, "CUDA driver") {
+			t.Errorf("cell %s: status %s, error %v; want an error naming the CUDA driver", r.CellID, r.Status, r.Error)
+		}
+		if r.Backend != results.BackendCUDA {
+			t.Errorf("cell %s: backend %q", r.CellID, r.Backend)
+		}
+	}
+}
+
+// TestGPUFaultyPluginFailsOnlyItsCell: on a GPU, a sweep whose first
+// attention plugin delivers a kernel that faults (harness/testdata/badkernel)
+// records that cell as an error and still runs the eager cell after it,
+// because each GPU cell has a process of its own.
+func TestGPUFaultyPluginFailsOnlyItsCell(t *testing.T) {
+	if os.Getenv("LONGCTX_GPU") != "1" {
+		t.Skip("GPU test: set LONGCTX_GPU=1 on a machine with an NVIDIA GPU to run it")
+	}
+	bin := harnessBinary(t)
+	dir := t.TempDir()
+	plugin := filepath.Join(dir, "badkernel")
+	if out, err := exec.Command("go", "build", "-o", filepath.Join(plugin, "badkernel"), "./testdata/badkernel").CombinedOutput(); err != nil {
+		t.Fatalf("building the plugin: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("go", "run", "../tools/plugin-manifest", plugin).CombinedOutput(); err != nil {
+		t.Fatalf("writing its manifest: %v\n%s", err, out)
+	}
+	spec := writeSpec(t, dir, `name: faulty
+backend: cuda
+models: [synthetic:tiny]
+attn: [`+plugin+`, eager]
+tasks: [synthetic]
+contexts: [64]
+batches: [1]
+max_new_tokens: 2
+warmup: 0
+repeat: 1
+`)
+	out := filepath.Join(dir, "out")
+	combined, _ := exec.Command(bin, "sweep", spec, "--out", out).CombinedOutput()
+	rows, err := results.ReadDir(out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, combined)
+	}
+	status := map[string]string{}
+	for _, r := range rows {
+		status[r.AttnPlugin] = r.Status
+		// The fault surfaces at the next call that touches the device: a
+		// synchronisation, an allocation or a cuBLASLt launch.
+		if r.AttnPlugin == "badkernel" && r.Error == nil {
+			t.Errorf("badkernel cell has no error message")
+		}
+	}
+	if status["badkernel"] != results.StatusError || status["eager"] != results.StatusOK {
+		t.Fatalf("statuses %v: want badkernel error and eager ok\n%s", status, combined)
+	}
+}

@@ -27,7 +27,8 @@ var defaultSweepGPU []byte
 type sweepFlags struct {
 	dryRun, scriptOnly, wait, force, useDefault, asJSON bool
 	executor, out, gpus, memLimit, pluginLog            string
-	threads                                             int
+	threads, chunk                                      int
+	cudaGraph, gpuProfile                               bool
 }
 
 func newSweepCommand() *cobra.Command {
@@ -69,6 +70,9 @@ slurm {partition, time, gres, cpus_per_task, mem, array_limit, extra, setup}.`,
 	pf.StringVar(&f.memLimit, "mem-limit", "", "cap the engine's memory per cell, e.g. 24GiB")
 	pf.IntVar(&f.threads, "threads", 0, "CPU worker goroutines (0: all cores)")
 	pf.StringVar(&f.pluginLog, "plugin-log-level", "warn", "log level of the plugin host and plugins")
+	pf.IntVar(&f.chunk, "chunk-size", 0, "prefill chunk in tokens (0: the whole prompt at once)")
+	pf.BoolVar(&f.cudaGraph, "cuda-graph", true, "replay GPU decode steps as a captured CUDA graph")
+	pf.BoolVar(&f.gpuProfile, "gpu-profile", false, "print where GPU time goes per cell (turns the CUDA graph off)")
 	fl.BoolVar(&f.asJSON, "json", false, "print the cells (dry run) or the summary as JSON")
 	cmd.AddCommand(newRunCellCommand(&f))
 	return cmd
@@ -125,7 +129,10 @@ func sweepEnv(cmd *cobra.Command, f *sweepFlags) (*runEnv, error) {
 	if err := os.MkdirAll(f.out, 0o755); err != nil {
 		return nil, fmt.Errorf("--out: %w", err)
 	}
-	return newRunEnv(cmd, f.out, f.pluginLog, memLimit, f.threads), nil
+	env := newRunEnv(cmd, f.out, f.pluginLog, memLimit, f.threads)
+	env.chunk, env.noGraph, env.gpuProfile = f.chunk, !f.cudaGraph, f.gpuProfile
+	env.memLimitFlag = f.memLimit
+	return env, nil
 }
 
 func runSweep(cmd *cobra.Command, f sweepFlags, args []string) error {
@@ -214,7 +221,7 @@ func runSweep(cmd *cobra.Command, f sweepFlags, args []string) error {
 	} else if err := printRunSummary(cmd.OutOrStdout(), f.out, summaries, nil, false); err != nil {
 		return err
 	} else {
-		fmt.Fprintf(cmd.OutOrStdout(), "sweep %s: %d cells ran, %d finished earlier, %d failed\n", spec.Name, len(sum.Succeeded), len(sum.Skipped), len(sum.Failed))
+		fmt.Fprintf(cmd.OutOrStdout(), "sweep %s: %d cells ok, %d failed, %d finished earlier\n", spec.Name, len(sum.Succeeded), len(sum.Failed), len(sum.Skipped))
 	}
 	if runErr != nil {
 		return runErr

@@ -73,7 +73,7 @@ type Dim3 struct{ X, Y, Z uint32 }
 type driverFuncs struct {
 	init, driverGetVersion, getErrorName, getErrorString                                        uintptr
 	deviceGetCount, deviceGet, deviceGetName, deviceGetAttribute, deviceTotalMem, deviceGetUUID uintptr
-	primaryCtxRetain, primaryCtxRelease, ctxSetCurrent, ctxSynchronize                          uintptr
+	primaryCtxRetain, primaryCtxRelease, primaryCtxReset, ctxSetCurrent, ctxSynchronize         uintptr
 	memGetInfo, memAlloc, memFree, memcpyHtoD, memcpyDtoH, memsetD8                             uintptr
 	streamCreate, streamSynchronize, streamDestroy                                              uintptr
 	eventCreate, eventRecord, eventSynchronize, eventElapsedTime, eventDestroy                  uintptr
@@ -151,6 +151,7 @@ func (d *Driver) bind() error {
 		{&d.f.deviceGetUUID, "cuDeviceGetUuid", []string{"cuDeviceGetUuid_v2", "cuDeviceGetUuid"}},
 		{&d.f.primaryCtxRetain, "cuDevicePrimaryCtxRetain", nil},
 		{&d.f.primaryCtxRelease, "cuDevicePrimaryCtxRelease", []string{"cuDevicePrimaryCtxRelease_v2"}},
+		{&d.f.primaryCtxReset, "cuDevicePrimaryCtxReset", []string{"cuDevicePrimaryCtxReset_v2"}},
 		{&d.f.ctxSetCurrent, "cuCtxSetCurrent", nil},
 		{&d.f.ctxSynchronize, "cuCtxSynchronize", nil},
 		{&d.f.memGetInfo, "cuMemGetInfo", []string{"cuMemGetInfo_v2"}},
@@ -361,6 +362,18 @@ func (d *Driver) RetainPrimaryContext(dev Device) (Context, error) {
 // ReleasePrimaryContext drops one reference taken by RetainPrimaryContext.
 func (d *Driver) ReleasePrimaryContext(dev Device) error {
 	if err := d.check("cuDevicePrimaryCtxRelease", call(d.f.primaryCtxRelease, uintptr(dev))); err != nil {
+		return fmt.Errorf("device %d: %w", dev, err)
+	}
+	return nil
+}
+
+// ResetPrimaryContext destroys every allocation and all state of dev's
+// primary context. A kernel fault (an illegal address, say) leaves the
+// context unusable for the rest of the process ("sticky" errors); a reset
+// is the only way to get a working context again, so an engine that saw
+// one resets before it goes, and the next engine starts clean.
+func (d *Driver) ResetPrimaryContext(dev Device) error {
+	if err := d.check("cuDevicePrimaryCtxReset", call(d.f.primaryCtxReset, uintptr(dev))); err != nil {
 		return fmt.Errorf("device %d: %w", dev, err)
 	}
 	return nil

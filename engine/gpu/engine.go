@@ -316,22 +316,37 @@ func (e *Engine) Close() error {
 }
 
 func (e *Engine) teardown() error {
+	if e.prof != nil {
+		e.prof.destroy()
+		e.prof = nil
+	}
+	if e.blas != nil {
+		e.blas.Close()
+		e.blas = nil
+	}
+	if e.nvrtc != nil {
+		e.nvrtc.Close()
+		e.nvrtc = nil
+	}
+	// A faulted kernel leaves the context broken for the whole process
+	// ("sticky" errors): then nothing can be freed one by one, and the
+	// context is reset instead, which destroys everything in it, so the
+	// next engine on the device starts clean.
+	if e.retained {
+		if err := e.drv.Synchronize(); err != nil {
+			errs := []error{fmt.Errorf("the CUDA context failed and is reset: %w", err)}
+			errs = append(errs, e.drv.ReleasePrimaryContext(e.dev), e.drv.ResetPrimaryContext(e.dev))
+			e.retained = false
+			return errors.Join(errs...)
+		}
+	}
 	var errs []error
 	if e.alloc != nil {
 		errs = append(errs, e.alloc.FreeAll())
 	}
-	if e.prof != nil {
-		e.prof.destroy()
-	}
-	if e.blas != nil {
-		e.blas.Close()
-	}
 	if e.stream != 0 {
 		errs = append(errs, e.drv.StreamDestroy(e.stream))
 		e.stream = 0
-	}
-	if e.nvrtc != nil {
-		e.nvrtc.Close()
 	}
 	for _, r := range []*kernelrun.Role{e.attnPrefill, e.attnDecode, e.score} {
 		if r != nil {
