@@ -165,6 +165,7 @@ func runGenerate(cmd *cobra.Command, f generateFlags) error {
 	if err != nil {
 		return usagef(cmd, "%v", err)
 	}
+	backend = autoBackend(cmd.Context(), cmd.ErrOrStderr(), f.backend, backend, f.plugins)
 	device := sdk.CPU
 	if backend == backendCUDA {
 		if f.plugins.attn == "" {

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/longctx/longctx/engine/cuda"
 	"github.com/longctx/longctx/engine/gpu"
 	"github.com/longctx/longctx/engine/model"
 	"github.com/longctx/longctx/harness/results"
+	"github.com/longctx/longctx/plugins/host"
 	"github.com/longctx/longctx/plugins/sdk"
 )
 
@@ -186,4 +188,34 @@ func (cr *cellRun) runBatchesGPU(ctx context.Context, reqs []request, rep int, w
 		}
 	}
 	return rows
+}
+
+// autoBackend refines an auto-resolved cuda backend by the chosen plugins:
+// a plugin without GPU kernels (flash and flex until they get theirs) runs
+// on the CPU instead, with a line saying so; an explicit --backend cuda is
+// left to fail with the plugin's own message. Plugins that cannot be
+// started are left for the run to report.
+func autoBackend(ctx context.Context, log io.Writer, flag, resolved string, p pluginFlags) string {
+	if flag != backendAuto || resolved != backendCUDA {
+		return resolved
+	}
+	for _, sel := range []struct {
+		kind sdk.Kind
+		ref  string
+	}{{sdk.KindAttention, p.attn}, {sdk.KindKVCache, p.kv}} {
+		if sel.ref == "" {
+			continue
+		}
+		pl, err := host.Open(ctx, sel.kind, sel.ref, hostConfig(log, p.logLevel))
+		if err != nil {
+			continue
+		}
+		devices := pl.Description().Capabilities.Devices
+		pl.Close()
+		if !slices.Contains(devices, "cuda") {
+			fmt.Fprintf(log, "backend: cpu (plugin %s has no GPU kernels; --backend cuda to insist)\n", sel.ref)
+			return ""
+		}
+	}
+	return resolved
 }

@@ -170,3 +170,34 @@ func TestPluginCommands(t *testing.T) {
 		t.Errorf("--kv-opt without --kv: %v", err)
 	}
 }
+
+// TestAutoBackendFallsBackForCPUOnlyPlugins: with --backend auto, a plugin
+// without GPU kernels (flash, for now) sends the run to the CPU with a line
+// saying why, one with them (l2) keeps the GPU, and an explicit choice is
+// never changed.
+func TestAutoBackendFallsBackForCPUOnlyPlugins(t *testing.T) {
+	root := builtPlugins(t)
+	flash, l2 := filepath.Join(root, "attention/flash"), filepath.Join(root, "kvcache/l2")
+	tests := []struct {
+		name, flag, resolved string
+		plugins              pluginFlags
+		want, log            string
+	}{
+		{"cpu-only attention", backendAuto, backendCUDA, pluginFlags{attn: flash}, "", "has no GPU kernels"},
+		{"gpu-capable kv", backendAuto, backendCUDA, pluginFlags{kv: l2}, backendCUDA, ""},
+		{"explicit cuda", backendCUDA, backendCUDA, pluginFlags{attn: flash}, backendCUDA, ""},
+		{"auto without a GPU", backendAuto, "", pluginFlags{attn: flash}, "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var log strings.Builder
+			got := autoBackend(context.Background(), &log, tc.flag, tc.resolved, tc.plugins)
+			if got != tc.want {
+				t.Fatalf("backend %q, want %q (log %q)", got, tc.want, log.String())
+			}
+			if !strings.Contains(log.String(), tc.log) {
+				t.Fatalf("log %q does not say %q", log.String(), tc.log)
+			}
+		})
+	}
+}

@@ -145,6 +145,7 @@ func runRun(cmd *cobra.Command, f runFlags) error {
 	if err != nil {
 		return usagef(cmd, "%v", err)
 	}
+	backend = autoBackend(cmd.Context(), cmd.ErrOrStderr(), f.backend, backend, f.plugins)
 	maxNew := f.maxNew
 	if maxNew == 0 && f.task == "synthetic" {
 		maxNew = 32
