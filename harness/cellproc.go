@@ -73,12 +73,9 @@ func runCellProcess(ctx context.Context, env *runEnv, c sweep.Cell) ([]results.R
 	if runErr == nil {
 		msg = "the cell's process exited without writing results"
 	}
-	row := results.Row{
-		RunID: env.runID, CellID: id, Timestamp: time.Now().UTC(), HarnessVersion: env.version, GitCommit: gitCommit(),
-		Model: c.Model, Backend: results.BackendCUDA, DeviceName: "cuda", AttnPlugin: orName(c.Attn, "eager"), AttnOptions: "{}",
-		KVPlugin: orName(c.KV, "none"), KVOptions: "{}", Task: c.Task, ContextTokens: int64(c.Context),
-		BatchSize: int64(c.Batch), Seed: c.Seed, Status: results.StatusError, Error: &msg, References: []string{},
-	}
+	row := baseRow(env, c)
+	row.Backend, row.DeviceName, row.AttnPlugin = results.BackendCUDA, "cuda", orName(c.Attn, "eager")
+	row.Status, row.Error, row.References = results.StatusError, &msg, []string{}
 	rows := []results.Row{row}
 	if _, err := results.WriteCell(env.out, id, rows); err != nil {
 		return nil, errors.Join(fmt.Errorf("cell %s: %s", id, msg), err)

@@ -11,6 +11,7 @@ import (
 	"github.com/longctx/longctx/engine/cuda"
 	"github.com/longctx/longctx/engine/gpu"
 	"github.com/longctx/longctx/engine/model"
+	"github.com/longctx/longctx/engine/weights"
 	"github.com/longctx/longctx/harness/results"
 	"github.com/longctx/longctx/plugins/host"
 	"github.com/longctx/longctx/plugins/sdk"
@@ -89,50 +90,51 @@ func gpuDevice(i int) (sdk.Device, cuda.DeviceInfo, error) {
 	return sdk.Device{Kind: "cuda", Arch: info.Arch(), DType: "bf16", MemoryBytes: int64(info.TotalMemory)}, info, nil
 }
 
+// modelConfig reads a checkpoint folder's config.json or a synthetic
+// preset's architecture.
+func modelConfig(path string) (model.Config, error) {
+	if name, ok := strings.CutPrefix(path, model.SyntheticPrefix); ok {
+		p, err := model.FindPreset(name)
+		return p.Config, err
+	}
+	return model.LoadConfig(path)
+}
+
+// gpuOptions hands the plugins' GPU kernels and KV policy to the engine.
+func (s *pluginSet) gpuOptions(opts *gpu.Options) {
+	if s.attn != nil {
+		opts.Attention = s.attn.Plan.Kernels
+	}
+	if s.kv != nil {
+		pol := s.kv.Plan.Policy
+		opts.KVPolicy, opts.KVScore, opts.KVNeedsValues = &pol, s.kv.Plan.Kernels, s.kv.Plan.NeedsValues
+	}
+}
+
 // loadGPUModel loads a checkpoint folder or synthetic preset on the GPU
 // with the plugins' kernels; tokPath, when set, overrides the tokenizer
 // found beside the weights.
 func loadGPUModel(path, tokPath string, plugins *pluginSet, opts gpu.Options) (*loadedModel, error) {
-	var cfg model.Config
-	var err error
-	if name, ok := strings.CutPrefix(path, model.SyntheticPrefix); ok {
-		preset, err := model.FindPreset(name)
-		if err != nil {
-			return nil, err
-		}
-		cfg = preset.Config
-	} else if cfg, err = model.LoadConfig(path); err != nil {
+	cfg, err := modelConfig(path)
+	if err != nil {
 		return nil, err
 	}
-	var src interface{ Close() error }
-	if plugins.attn != nil {
-		opts.Attention = plugins.attn.Plan.Kernels
-	}
-	if plugins.kv != nil {
-		pol := plugins.kv.Plan.Policy
-		opts.KVPolicy, opts.KVScore, opts.KVNeedsValues = &pol, plugins.kv.Plan.Kernels, plugins.kv.Plan.NeedsValues
-	}
-	var eng *gpu.Engine
+	plugins.gpuOptions(&opts)
+	// The engine copies (or, for a preset, generates) the weights onto the
+	// device during Load, so the source is closed right after.
+	var src weights.Source
 	if strings.HasPrefix(path, model.SyntheticPrefix) {
-		s, err := model.NewSyntheticSource(cfg, opts.Seed)
-		if err != nil {
-			return nil, err
-		}
-		eng, err = gpu.Load(cfg, s, path, opts)
-		if err != nil {
-			return nil, err
-		}
+		src, err = model.NewSyntheticSource(cfg, opts.Seed)
 	} else {
-		s, err := openSafetensors(path)
-		if err != nil {
-			return nil, err
-		}
-		src = s
-		eng, err = gpu.Load(cfg, s, path, opts)
-		src.Close()
-		if err != nil {
-			return nil, err
-		}
+		src, err = openSafetensors(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	eng, err := gpu.Load(cfg, src, path, opts)
+	src.Close()
+	if err != nil {
+		return nil, err
 	}
 	l := &loadedModel{GPU: eng}
 	if err := l.attachText(path, tokPath); err != nil {

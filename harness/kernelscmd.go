@@ -2,12 +2,10 @@ package main
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/longctx/longctx/engine/gpu"
-	"github.com/longctx/longctx/engine/model"
 )
 
 func newKernelsCommand() *cobra.Command {
@@ -33,18 +31,9 @@ kernel already in the cache is not compiled again.`,
 			if err := plugins.validate(cmd); err != nil {
 				return err
 			}
-			var cfg model.Config
-			if name, ok := strings.CutPrefix(modelPath, model.SyntheticPrefix); ok {
-				p, err := model.FindPreset(name)
-				if err != nil {
-					return err
-				}
-				cfg = p.Config
-			} else {
-				var err error
-				if cfg, err = model.LoadConfig(modelPath); err != nil {
-					return err
-				}
+			cfg, err := modelConfig(modelPath)
+			if err != nil {
+				return err
 			}
 			if plugins.attn == "" {
 				plugins.attn = "eager"
@@ -58,11 +47,8 @@ kernel already in the cache is not compiled again.`,
 				return err
 			}
 			defer set.Close()
-			opts := gpu.Options{Attention: set.attn.Plan.Kernels}
-			if set.kv != nil {
-				pol := set.kv.Plan.Policy
-				opts.KVScore, opts.KVPolicy, opts.KVNeedsValues = set.kv.Plan.Kernels, &pol, set.kv.Plan.NeedsValues
-			}
+			var opts gpu.Options
+			set.gpuOptions(&opts)
 			took, err := gpu.Warm(cfg, opts)
 			if err != nil {
 				return err

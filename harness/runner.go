@@ -77,14 +77,21 @@ type request struct {
 // parts (a plugin that will not start, a model that does not fit, a
 // crashing evaluator) become rows with status oom or error; the error
 // return is kept for what makes rows impossible (a cancelled context).
-func runCell(ctx context.Context, env *runEnv, c sweep.Cell) []results.Row {
-	base := results.Row{
+// baseRow is the run configuration every row of cell c repeats, as known
+// before anything is loaded (the CPU backend's; runCell corrects it for
+// the GPU).
+func baseRow(env *runEnv, c sweep.Cell) results.Row {
+	return results.Row{
 		RunID: env.runID, CellID: c.ID(), Timestamp: time.Now().UTC(),
 		HarnessVersion: env.version, GitCommit: gitCommit(),
 		Model: c.Model, Backend: results.BackendCPU, DeviceName: cpuName(),
 		AttnPlugin: orName(c.Attn, "builtin-eager"), AttnOptions: "{}", KVPlugin: orName(c.KV, "none"), KVOptions: "{}",
 		Task: c.Task, ContextTokens: int64(c.Context), BatchSize: int64(c.Batch), Seed: c.Seed,
 	}
+}
+
+func runCell(ctx context.Context, env *runEnv, c sweep.Cell) []results.Row {
+	base := baseRow(env, c)
 	fail := func(err error) []results.Row {
 		r := base
 		r.Status = results.StatusError

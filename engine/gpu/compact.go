@@ -139,10 +139,10 @@ func (kv *batchKV) compress(s, reserve int) error {
 			newK[h] = kv.headDesc(nb.k, nb, h)
 			newV[h] = kv.headDesc(nb.v, nb, h)
 		}
-		if err := e.drv.MemcpyHtoDAsync(stageK, kvHeadBytes(newK), e.stream); err != nil {
+		if err := e.drv.MemcpyHtoDAsync(stageK, kernelrun.KVHeadsBytes(newK), e.stream); err != nil {
 			return err
 		}
-		if err := e.drv.MemcpyHtoDAsync(stageV, kvHeadBytes(newV), e.stream); err != nil {
+		if err := e.drv.MemcpyHtoDAsync(stageV, kernelrun.KVHeadsBytes(newV), e.stream); err != nil {
 			return err
 		}
 		if err := e.ops.KVGather(e.stream, kdesc, vdesc, stageK, stageV, idx, stride, countDev, nkv, c.HeadDim); err != nil {

@@ -1,8 +1,8 @@
 package gpu
 
 import (
+	"encoding/binary"
 	"fmt"
-	"unsafe"
 
 	"github.com/longctx/longctx/engine/cuda"
 	"github.com/longctx/longctx/engine/kernelrun"
@@ -32,7 +32,8 @@ type batchKV struct {
 	evicted      []int64              // tokens evicted per sequence
 }
 
-const kvHeadSize = int64(unsafe.Sizeof(kernelrun.KVHead{}))
+// kvHeadSize is the stride of a descriptor array on the device.
+const kvHeadSize = int64(kernelrun.KVHeadBytes)
 
 func (e *Engine) newBatchKV(seqs int) (*batchKV, error) {
 	c := e.cfg
@@ -122,20 +123,13 @@ func (kv *batchKV) uploadDesc(l int) error {
 	// Copies on the engine's stream, ordered after the kernels that use
 	// the descriptors (a pageable source is staged before the call returns).
 	e := kv.e
-	if err := e.drv.MemcpyHtoDAsync(kv.kdesc[l], kvHeadBytes(kv.hostK[l]), e.stream); err != nil {
+	if err := e.drv.MemcpyHtoDAsync(kv.kdesc[l], kernelrun.KVHeadsBytes(kv.hostK[l]), e.stream); err != nil {
 		return fmt.Errorf("KV descriptors of layer %d: %w", l, err)
 	}
-	if err := e.drv.MemcpyHtoDAsync(kv.vdesc[l], kvHeadBytes(kv.hostV[l]), e.stream); err != nil {
+	if err := e.drv.MemcpyHtoDAsync(kv.vdesc[l], kernelrun.KVHeadsBytes(kv.hostV[l]), e.stream); err != nil {
 		return fmt.Errorf("KV descriptors of layer %d: %w", l, err)
 	}
 	return nil
-}
-
-func kvHeadBytes(h []kernelrun.KVHead) []byte {
-	if len(h) == 0 {
-		return nil
-	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(&h[0])), len(h)*int(kvHeadSize))
 }
 
 // committed records on the host that n tokens were appended to every head
@@ -190,52 +184,63 @@ func (kv *batchKV) descAt(l, s int) (k, v cuda.DevicePtr) {
 	return kv.kdesc[l] + off, kv.vdesc[l] + off
 }
 
-// positions copies sequence s's cached positions per [layer][kv head].
-func (kv *batchKV) positions(s int) ([][][]int32, error) {
+// readHeads copies, for every (layer, kv head) of sequence s, the head's
+// len rows of elem bytes per row from the device buffer at(desc).
+func (kv *batchKV) readHeads(s, elem int, at func(kernelrun.KVHead) cuda.DevicePtr, what string) ([][][]byte, error) {
 	c := kv.e.cfg
 	if err := kv.e.drv.StreamSynchronize(kv.e.stream); err != nil {
 		return nil, err
 	}
-	out := make([][][]int32, c.NumLayers)
+	out := make([][][]byte, c.NumLayers)
 	for l := range c.NumLayers {
-		out[l] = make([][]int32, c.NumKVHeads)
+		out[l] = make([][]byte, c.NumKVHeads)
 		for h := range c.NumKVHeads {
 			d := kv.hostK[l][s*c.NumKVHeads+h]
-			raw := make([]byte, 4*int(d.Len))
+			raw := make([]byte, elem*int(d.Len))
 			if d.Len > 0 {
-				if err := kv.e.drv.MemcpyDtoH(raw, d.Pos); err != nil {
-					return nil, fmt.Errorf("reading KV positions: %w", err)
+				if err := kv.e.drv.MemcpyDtoH(raw, at(d)); err != nil {
+					return nil, fmt.Errorf("reading KV %s: %w", what, err)
 				}
 			}
-			out[l][h] = make([]int32, d.Len)
+			out[l][h] = raw
+		}
+	}
+	return out, nil
+}
+
+// positions copies sequence s's cached positions per [layer][kv head].
+func (kv *batchKV) positions(s int) ([][][]int32, error) {
+	raw, err := kv.readHeads(s, 4, func(d kernelrun.KVHead) cuda.DevicePtr { return d.Pos }, "positions")
+	if err != nil {
+		return nil, err
+	}
+	out := make([][][]int32, len(raw))
+	for l := range raw {
+		out[l] = make([][]int32, len(raw[l]))
+		for h, b := range raw[l] {
+			out[l][h] = make([]int32, len(b)/4)
 			for i := range out[l][h] {
-				out[l][h][i] = int32(uint32(raw[4*i]) | uint32(raw[4*i+1])<<8 | uint32(raw[4*i+2])<<16 | uint32(raw[4*i+3])<<24)
+				out[l][h][i] = int32(binary.LittleEndian.Uint32(b[4*i:]))
 			}
 		}
 	}
 	return out, nil
 }
 
-// keys copies sequence s's cached keys per [layer][kv head].
+// keys copies sequence s's cached keys (bf16 widened to fp32) per
+// [layer][kv head], row after row.
 func (kv *batchKV) keys(s int) ([][][]float32, error) {
-	c := kv.e.cfg
-	if err := kv.e.drv.StreamSynchronize(kv.e.stream); err != nil {
+	d := kv.e.cfg.HeadDim
+	raw, err := kv.readHeads(s, 2*d, func(h kernelrun.KVHead) cuda.DevicePtr { return h.Data }, "keys")
+	if err != nil {
 		return nil, err
 	}
-	out := make([][][]float32, c.NumLayers)
-	for l := range c.NumLayers {
-		out[l] = make([][]float32, c.NumKVHeads)
-		for h := range c.NumKVHeads {
-			d := kv.hostK[l][s*c.NumKVHeads+h]
-			n := int(d.Len) * c.HeadDim
-			raw := make([]byte, 2*n)
-			if n > 0 {
-				if err := kv.e.drv.MemcpyDtoH(raw, d.Data); err != nil {
-					return nil, fmt.Errorf("reading KV keys: %w", err)
-				}
-			}
-			out[l][h] = make([]float32, n)
-			weights.BF16ToFloat32(out[l][h], raw)
+	out := make([][][]float32, len(raw))
+	for l := range raw {
+		out[l] = make([][]float32, len(raw[l]))
+		for h, b := range raw[l] {
+			out[l][h] = make([]float32, len(b)/2)
+			weights.BF16ToFloat32(out[l][h], b)
 		}
 	}
 	return out, nil
