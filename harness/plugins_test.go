@@ -21,7 +21,7 @@ var (
 	pluginsErr  error
 )
 
-// builtPlugins builds the flash attention and l2 KV plugins once per test
+// builtPlugins builds the flash and flex attention and l2 KV plugins once per test
 // binary into a plugin root with checked manifests, as 'make plugins' does.
 func builtPlugins(t *testing.T) string {
 	t.Helper()
@@ -32,7 +32,7 @@ func builtPlugins(t *testing.T) string {
 			return
 		}
 		pluginsDir = root
-		for _, p := range []string{"attention/flash", "kvcache/l2"} {
+		for _, p := range []string{"attention/flash", "attention/flex", "kvcache/l2"} {
 			dir := filepath.Join(root, p)
 			exe := filepath.Join(dir, filepath.Base(p))
 			cmd := exec.Command("go", "build", "-o", exe, "./plugins/"+p+"/cmd")
@@ -172,21 +172,21 @@ func TestPluginCommands(t *testing.T) {
 }
 
 // TestAutoBackendFallsBackForCPUOnlyPlugins: with --backend auto, a plugin
-// without GPU kernels (flash, for now) sends the run to the CPU with a line
-// saying why, one with them (l2) keeps the GPU, and an explicit choice is
-// never changed.
+// without GPU kernels (flex, for now) sends the run to the CPU with a line
+// saying why, ones with them (flash, l2) keep the GPU, and an explicit
+// choice is never changed.
 func TestAutoBackendFallsBackForCPUOnlyPlugins(t *testing.T) {
 	root := builtPlugins(t)
-	flash, l2 := filepath.Join(root, "attention/flash"), filepath.Join(root, "kvcache/l2")
+	flash, flex, l2 := filepath.Join(root, "attention/flash"), filepath.Join(root, "attention/flex"), filepath.Join(root, "kvcache/l2")
 	tests := []struct {
 		name, flag, resolved string
 		plugins              pluginFlags
 		want, log            string
 	}{
-		{"cpu-only attention", backendAuto, backendCUDA, pluginFlags{attn: flash}, "", "has no GPU kernels"},
-		{"gpu-capable kv", backendAuto, backendCUDA, pluginFlags{kv: l2}, backendCUDA, ""},
-		{"explicit cuda", backendCUDA, backendCUDA, pluginFlags{attn: flash}, backendCUDA, ""},
-		{"auto without a GPU", backendAuto, "", pluginFlags{attn: flash}, "", ""},
+		{"cpu-only attention", backendAuto, backendCUDA, pluginFlags{attn: flex}, "", "has no GPU kernels"},
+		{"gpu-capable attention and kv", backendAuto, backendCUDA, pluginFlags{attn: flash, kv: l2}, backendCUDA, ""},
+		{"explicit cuda", backendCUDA, backendCUDA, pluginFlags{attn: flex}, backendCUDA, ""},
+		{"auto without a GPU", backendAuto, "", pluginFlags{attn: flex}, "", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

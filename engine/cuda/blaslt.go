@@ -98,6 +98,10 @@ func (e *BlasError) Error() string {
 // the context SetWorkspace ran in (cuBLASLt ties a handle to its device).
 // The methods are safe for concurrent use, but GEMMs on different streams
 // must not overlap on the GPU, since they share one workspace.
+//
+// Large GEMMs are autotuned: their plan times several of the heuristic's
+// candidate algorithms once and keeps the fastest (AutotuneOptions;
+// Tunings reports the choices).
 type BlasLt struct {
 	lib     *library
 	version uint64
@@ -109,11 +113,17 @@ type BlasLt struct {
 		algoGetHeuristic, matmul                                    uintptr
 	}
 
+	tune autotuneConfig
+	logf func(format string, args ...any)
+
 	mu             sync.Mutex
 	handle         uintptr // cublasLtHandle_t; 0 until SetWorkspace
 	workspace      DevicePtr
 	workspaceBytes uint64
 	plans          map[planKey]*gemmPlan
+	drv            *Driver // times the autotuner's candidates; nil until needed
+	ownDrv         bool    // drv was opened by b, which closes it
+	drvErr         error   // opening drv failed; not retried
 }
 
 // BlasLtOptions selects what OpenBlasLtWith loads; the zero value searches
@@ -121,6 +131,14 @@ type BlasLt struct {
 type BlasLtOptions struct {
 	Libraries []string            // sonames or paths to try instead of the defaults
 	Getenv    func(string) string // environment lookup; nil means os.Getenv
+	// Autotune controls timing cuBLASLt's candidate algorithms for large
+	// GEMMs; the environment variable AutotuneEnv=0 also turns it off.
+	Autotune AutotuneOptions
+	// Driver times the candidates with CUDA events; nil means the BlasLt
+	// opens the driver itself when it first tunes.
+	Driver *Driver
+	// Logf, when set, gets one line per tuned (or given-up) plan.
+	Logf func(format string, args ...any)
 }
 
 // OpenBlasLt loads libcublasLt (13, else 12) from the loader's path, the
@@ -133,6 +151,10 @@ func OpenBlasLtWith(opt BlasLtOptions) (*BlasLt, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
+	tune, err := newAutotuneConfig(opt.Autotune, getenv)
+	if err != nil {
+		return nil, err
+	}
 	names := opt.Libraries
 	if len(names) == 0 {
 		names = cublasLtLibraries
@@ -141,7 +163,7 @@ func OpenBlasLtWith(opt BlasLtOptions) (*BlasLt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w (%v)", ErrNoBlasLt, err)
 	}
-	b := &BlasLt{lib: lib, plans: map[planKey]*gemmPlan{}}
+	b := &BlasLt{lib: lib, plans: map[planKey]*gemmPlan{}, tune: tune, logf: opt.Logf, drv: opt.Driver}
 	for _, e := range []struct {
 		dst  *uintptr
 		name string
@@ -172,7 +194,8 @@ func OpenBlasLtWith(opt BlasLtOptions) (*BlasLt, error) {
 }
 
 // Close destroys the plans and the handle, if any, and unloads the
-// library. The workspace stays the caller's.
+// library. The workspace stays the caller's, and so does a Driver given in
+// the options.
 func (b *BlasLt) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -180,6 +203,10 @@ func (b *BlasLt) Close() error {
 	if b.handle != 0 {
 		err = errors.Join(err, b.check("cublasLtDestroy", call(b.f.destroy, b.handle)))
 		b.handle = 0
+	}
+	if b.ownDrv {
+		b.drv.Close()
+		b.drv, b.ownDrv = nil, false
 	}
 	b.lib.close()
 	return err
@@ -344,8 +371,10 @@ type planKey struct {
 // gemmPlan is one shape's descriptors and chosen algorithm, created once
 // and reused by every GEMM of that shape.
 type gemmPlan struct {
-	desc, a, b, d uintptr // cublasLtMatmulDesc_t, cublasLtMatrixLayout_t ×3 (C shares D's)
-	heur          ltHeuristicResult
+	desc, a, b, d uintptr             // cublasLtMatmulDesc_t, cublasLtMatrixLayout_t ×3 (C shares D's)
+	heur          ltHeuristicResult   // the algorithm in use
+	cands         []ltHeuristicResult // the heuristic's offers, best guess first
+	tuning        GemmTuning
 }
 
 // alignment is the largest power of two, up to maxAlignment, dividing p.
@@ -359,14 +388,22 @@ func alignment(p DevicePtr) uint32 {
 
 // GemmBF16 enqueues y = x·wᵀ (+ bias) (+ y) as g describes, on stream s (which
 // may be capturing into a graph). The first call of a shape (and pointer
-// alignment) asks cuBLASLt's heuristic for an algorithm and caches it;
-// Prepare does that ahead of a capture. bias is ignored unless g.Bias.
+// alignment) asks cuBLASLt's heuristic for algorithms and caches a plan;
+// Prepare does that ahead of a capture. A plan large enough to autotune
+// (see AutotuneOptions) is tuned by the first call on a stream that is not
+// capturing: that call times the candidates on s into a scratch buffer
+// and waits for s. bias is ignored unless g.Bias.
 func (b *BlasLt) GemmBF16(s Stream, g GemmShape, y, x, w, bias DevicePtr) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	g, p, err := b.plan(g, y, x, w, bias)
 	if err != nil {
 		return err
+	}
+	if p.tuning.Pending {
+		if err := b.autotune(s, g, p, x, w, bias); err != nil {
+			return err
+		}
 	}
 	if g.Bias {
 		// The bias pointer lives in the shared descriptor; the lock keeps
@@ -375,26 +412,34 @@ func (b *BlasLt) GemmBF16(s Stream, g GemmShape, y, x, w, bias DevicePtr) error 
 			return fmt.Errorf("cublasLt %v: %w", g, err)
 		}
 	}
-	alpha, beta := float32(1), float32(0)
-	if g.Accumulate {
-		beta = 1
-	}
-	// Host-mode alpha and beta are read during the call (also when the
-	// stream is capturing), so locals suffice; C and D are both y.
-	r := call(b.f.matmul, b.handle, p.desc,
-		uintptr(unsafe.Pointer(&alpha)), uintptr(w), p.a, uintptr(x), p.b,
-		uintptr(unsafe.Pointer(&beta)), uintptr(y), p.d, uintptr(y), p.d,
-		uintptr(unsafe.Pointer(&p.heur.algo)), uintptr(b.workspace), uintptr(b.workspaceBytes), uintptr(s))
-	if err := b.check("cublasLtMatmul", r); err != nil {
+	if err := b.matmul(s, p, &p.heur, g.Accumulate, y, x, w); err != nil {
 		return fmt.Errorf("cublasLt %v: %w", g, err)
 	}
 	return nil
 }
 
+// matmul enqueues one cublasLtMatmul of p with algorithm h, in place on y
+// (C and D are both y). b.mu must be held.
+func (b *BlasLt) matmul(s Stream, p *gemmPlan, h *ltHeuristicResult, accumulate bool, y, x, w DevicePtr) error {
+	alpha, beta := float32(1), float32(0)
+	if accumulate {
+		beta = 1
+	}
+	// Host-mode alpha and beta are read during the call (also when the
+	// stream is capturing), so locals suffice.
+	r := call(b.f.matmul, b.handle, p.desc,
+		uintptr(unsafe.Pointer(&alpha)), uintptr(w), p.a, uintptr(x), p.b,
+		uintptr(unsafe.Pointer(&beta)), uintptr(y), p.d, uintptr(y), p.d,
+		uintptr(unsafe.Pointer(&h.algo)), uintptr(b.workspace), uintptr(b.workspaceBytes), uintptr(s))
+	return b.check("cublasLtMatmul", r)
+}
+
 // Prepare chooses and caches the algorithm GemmBF16 will use for these
 // arguments, without enqueuing anything, so that a later capture records
-// only the GEMMs themselves. It does not load cuBLASLt's kernel: with CUDA's
-// lazy module loading, run a step once uncaptured before capturing it.
+// only the GEMMs themselves. It has no stream to time on, so a plan to be
+// autotuned stays pending until the first uncaptured GemmBF16; PrepareOn
+// tunes at once. It does not load cuBLASLt's kernel: with CUDA's lazy
+// module loading, run a step once uncaptured before capturing it.
 func (b *BlasLt) Prepare(g GemmShape, y, x, w, bias DevicePtr) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -440,9 +485,19 @@ func (b *BlasLt) setPref(pref uintptr, attr int, v unsafe.Pointer, size uintptr)
 }
 
 // newPlan creates the descriptors of key's shape and asks the heuristic
-// for the best algorithm that fits the workspace and the alignments.
+// for the algorithms that fit the workspace and the alignments: one, or
+// the configured number of candidates when the shape is to be autotuned.
 func (b *BlasLt) newPlan(key planKey, bias DevicePtr) (plan *gemmPlan, err error) {
-	p := &gemmPlan{}
+	p := &gemmPlan{tuning: GemmTuning{Shape: key.g}}
+	want := 1
+	switch {
+	case !b.tune.enabled:
+		p.tuning.Skipped = "autotuning is off"
+	case !b.tune.worth(key.g):
+		p.tuning.Skipped = fmt.Sprintf("M·N·K below the autotune threshold %d", b.tune.minMNK)
+	default:
+		want = b.tune.candidates
+	}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, b.destroyPlan(p))
@@ -506,17 +561,33 @@ func (b *BlasLt) newPlan(key planKey, bias DevicePtr) (plan *gemmPlan, err error
 			return nil, err
 		}
 	}
+	results := make([]ltHeuristicResult, want)
 	var found int32
 	if err := b.check("cublasLtMatmulAlgoGetHeuristic", call(b.f.algoGetHeuristic, b.handle, p.desc, p.a, p.b, p.d, p.d, pref,
-		1, uintptr(unsafe.Pointer(&p.heur)), uintptr(unsafe.Pointer(&found)))); err != nil {
+		uintptr(want), uintptr(unsafe.Pointer(&results[0])), uintptr(unsafe.Pointer(&found)))); err != nil {
 		return nil, err
 	}
 	if found < 1 {
 		return nil, fmt.Errorf("cublasLtMatmulAlgoGetHeuristic: no algorithm for this shape within %d bytes of workspace", ws)
 	}
-	if p.heur.state != 0 {
-		return nil, &BlasError{Func: "cublasLtMatmulAlgoGetHeuristic (result state)", Status: int(p.heur.state),
-			Name: orDefault(goString(call(b.f.getStatusName, uintptr(p.heur.state))), "unknown cublasStatus_t")}
+	for _, r := range results[:min(int(found), want)] {
+		if r.state == 0 {
+			p.cands = append(p.cands, r)
+		}
+	}
+	if len(p.cands) == 0 {
+		st := results[0].state
+		return nil, &BlasError{Func: "cublasLtMatmulAlgoGetHeuristic (result state)", Status: int(st),
+			Name: orDefault(goString(call(b.f.getStatusName, uintptr(st))), "unknown cublasStatus_t")}
+	}
+	p.heur = p.cands[0]
+	p.tuning.Candidates = len(p.cands)
+	if want > 1 {
+		if len(p.cands) > 1 {
+			p.tuning.Pending = true
+		} else {
+			p.tuning.Skipped = "the heuristic offered one algorithm"
+		}
 	}
 	return p, nil
 }

@@ -2,6 +2,8 @@ package gpu
 
 import (
 	"context"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -10,6 +12,10 @@ import (
 	"github.com/longctx/longctx/kernels/abi"
 	"github.com/longctx/longctx/plugins/sdk"
 )
+
+// faultChildEnv marks the child process TestGPUFaultyKernelIsAnError runs
+// in.
+const faultChildEnv = "LONGCTX_GPU_FAULT_CHILD"
 
 // faultySource is an attention kernel that writes to an invalid address:
 // what a buggy third-party plugin can deliver.
@@ -25,9 +31,20 @@ extern "C" __global__ void faulty_attention(longctx_attention_params p) {
 // the process, even after a reset, so the harness runs every GPU cell in a
 // process of its own (harness/cellproc.go) and a faulting plugin fails
 // only its cell; harness's TestGPUFaultyPluginFailsOnlyItsCell checks that.
-// This test therefore must run last in its process, or alone.
+// For the same reason the test runs itself in a child process, so that the
+// tests after it keep a working GPU.
 func TestGPUFaultyKernelIsAnError(t *testing.T) {
 	needGPU(t)
+	if os.Getenv(faultChildEnv) != "1" {
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestGPUFaultyKernelIsAnError$", "-test.v")
+		cmd.Env = append(os.Environ(), faultChildEnv+"=1")
+		out, err := cmd.CombinedOutput()
+		t.Logf("child process:\n%s", out)
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestGPUFaultyKernelIsAnError") {
+			t.Fatalf("the test in its own process: %v", err)
+		}
+		return
+	}
 	dir := tinyDir("llama3")
 	cfg, err := model.LoadConfig(dir)
 	if err != nil {

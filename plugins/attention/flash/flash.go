@@ -3,10 +3,16 @@
 // (running max and sum per row, the accumulator rescaled as the max
 // grows), never materialising a score row; it equals eager attention
 // within fp32 rounding.
+//
+// On CUDA in bf16 it delivers the kernels of flash.cu: a tensor-core
+// prefill kernel of that algorithm and split-KV (flash-decoding) decode
+// kernels. Neither needs memory that grows with the score matrix.
 package flash
 
 import (
 	"context"
+	_ "embed"
+	"fmt"
 
 	"github.com/longctx/longctx/engine/attention"
 	"github.com/longctx/longctx/plugins/attention/internal/tiled"
@@ -14,7 +20,111 @@ import (
 )
 
 // Version is the plugin's version.
-const Version = "0.1.0"
+const Version = "0.2.0"
+
+//go:embed flash.cu
+var cudaSource string
+
+// Launch geometry of flash.cu. The kernels static_assert that these equal
+// their own constants (FLASH_EXPECT_*), so the two cannot drift apart.
+const (
+	prefillTileQ = 128 // query rows per flash_prefill block
+	// A flash_decode block owns geometry.decodeTile keys of one KV head and
+	// streams them through decodeBuffers shared-memory stages of
+	// decodeStage keys.
+	decodeStage   = 64
+	decodeBuffers = 3
+	decodeThreads = 128
+	maxGroup      = 16 // query heads per KV head: rows of one tensor-core tile
+)
+
+// prefillSharedMem is flash_prefill's dynamic shared memory: Q, K and V
+// tiles of rows padded to d+8 bf16.
+func (g geometry) prefillSharedMem(d int) int { return (prefillTileQ + 2*g.prefillBN) * (d + 8) * 2 }
+
+// decodeSharedMem is flash_decode's: the K and V stage buffers (overlaid
+// at the end by the warps' reduction tiles, 16 rows of d+2 floats each),
+// a 16-row Q tile and the stages' key positions.
+func decodeSharedMem(d int) int {
+	buf := decodeBuffers * 2 * decodeStage * (d + 8) * 2
+	red := decodeThreads / 32 * 16 * (d + 2) * 4
+	return max(buf, red) + 16*(d+8)*2 + decodeBuffers*decodeStage*4
+}
+
+// combineThreads is flash_decode_combine's block: 16 warps that share out
+// a score row's tiles.
+const combineThreads = 512
+
+// geometry is what may vary between builds of flash.cu; benchmarks try
+// other values.
+type geometry struct {
+	prefillWarps int // share a prefill block's 128 query rows
+	prefillBN    int // keys per step of a prefill block: 32 or 64
+	decodeTile   int // keys per flash_decode block, a multiple of decodeStage
+}
+
+var defaultGeometry = geometry{prefillWarps: 4, prefillBN: 64, decodeTile: 256}
+
+// Kernels returns the CUDA kernels for model shape m in dtype: the
+// attention.prefill role (flash_prefill) and the attention.decode role
+// (flash_decode, flash_decode_combine).
+func Kernels(m sdk.ModelShape, dtype string) ([]sdk.Kernel, error) {
+	return kernels(m, dtype, defaultGeometry)
+}
+
+func kernels(m sdk.ModelShape, dtype string, geo geometry) ([]sdk.Kernel, error) {
+	if dtype != "bf16" {
+		return nil, fmt.Errorf("flash: CUDA kernels are bf16, the engine runs %s", dtype)
+	}
+	d := m.HeadDim
+	switch d {
+	case 16, 32, 64, 128:
+	default:
+		return nil, fmt.Errorf("flash: CUDA kernels take head dim 16, 32, 64 or 128, not %d", d)
+	}
+	if m.NumKVHeads <= 0 || m.NumHeads%m.NumKVHeads != 0 {
+		return nil, fmt.Errorf("flash: %d heads, %d KV heads", m.NumHeads, m.NumKVHeads)
+	}
+	group := m.NumHeads / m.NumKVHeads
+	if group > maxGroup {
+		return nil, fmt.Errorf("flash: CUDA decode kernels take up to %d query heads per KV head, not %d", maxGroup, group)
+	}
+	opts := []string{
+		fmt.Sprintf("--define-macro=FLASH_HEAD_DIM=%d", d),
+		fmt.Sprintf("--define-macro=FLASH_GROUP=%d", group),
+		fmt.Sprintf("--define-macro=FLASH_EXPECT_PREFILL_SMEM=%d", geo.prefillSharedMem(d)),
+		fmt.Sprintf("--define-macro=FLASH_EXPECT_DECODE_SMEM=%d", decodeSharedMem(d)),
+		fmt.Sprintf("--define-macro=FLASH_EXPECT_TILE_Q=%d", prefillTileQ),
+		fmt.Sprintf("--define-macro=FLASH_DECODE_TILE=%d", geo.decodeTile),
+		fmt.Sprintf("--define-macro=FLASH_EXPECT_TILE_KV=%d", geo.decodeTile),
+		fmt.Sprintf("--define-macro=FLASH_PREFILL_WARPS=%d", geo.prefillWarps),
+		fmt.Sprintf("--define-macro=FLASH_PREFILL_BN=%d", geo.prefillBN),
+		fmt.Sprintf("--define-macro=FLASH_EXPECT_THREADS=%d", 32*geo.prefillWarps),
+		fmt.Sprintf("--define-macro=FLASH_EXPECT_DECODE_THREADS=%d", decodeThreads),
+		fmt.Sprintf("--define-macro=FLASH_EXPECT_COMBINE_THREADS=%d", combineThreads),
+	}
+	kernel := func(role, entry string, l sdk.Launch) sdk.Kernel {
+		l.BlockY, l.BlockZ = 1, 1
+		return sdk.Kernel{Role: role, ABIVersion: 2, CUDASource: cudaSource, Entry: entry, Launch: l, CompileOptions: opts}
+	}
+	ks := []sdk.Kernel{
+		kernel(sdk.RoleAttentionPrefill, "flash_prefill", sdk.Launch{Grid: sdk.GridQTilesHeadsSeqs, BlockX: 32 * geo.prefillWarps, TileQ: prefillTileQ, SharedMemBytes: geo.prefillSharedMem(d)}),
+		kernel(sdk.RoleAttentionDecode, "flash_decode", sdk.Launch{Grid: sdk.GridKVTilesKVHeadsSeqs, BlockX: decodeThreads, TileKV: geo.decodeTile, SharedMemBytes: decodeSharedMem(d)}),
+		kernel(sdk.RoleAttentionDecode, "flash_decode_combine", sdk.Launch{Grid: sdk.GridRows, BlockX: combineThreads, TileQ: 1}),
+	}
+	// Decode keeps, per score row (a query head of a sequence) and KV tile
+	// of geo.decodeTile keys, the tile's partial output (d floats) and its
+	// softmax statistics (2 floats). ceil(kv/tile) tiles are at most
+	// kv/tile + 1: a per-score term rounded up and a per-row term cover
+	// them, and 64 bytes the alignment between the two regions.
+	perTile := int64(4*d + 8)
+	for i := 1; i < len(ks); i++ {
+		ks[i].WorkspaceBytes = 64
+		ks[i].WorkspaceBytesPerRow = perTile
+		ks[i].WorkspaceBytesPerScore = (perTile + int64(geo.decodeTile) - 1) / int64(geo.decodeTile)
+	}
+	return ks, nil
+}
 
 // Backend is the reference implementation.
 type Backend struct {
@@ -40,18 +150,26 @@ func Plugin() *sdk.Attention {
 			Version: Version,
 			Summary: "tiled online-softmax attention (FlashAttention-2 algorithm)",
 			Capabilities: sdk.Capabilities{
-				DTypes: []string{"f32"}, GQA: true, Causal: true, SlidingWindow: true,
-				Devices: []string{"cpu"},
+				DTypes: []string{"f32", "bf16"}, GQA: true, Causal: true, SlidingWindow: true,
+				Devices: []string{"cpu", "cuda"},
 			},
 		},
 		Options: []sdk.Option{
-			{Name: "block_q", Type: sdk.Int, Default: "64", Min: sdk.Bound(1), Max: sdk.Bound(1024), Help: "query rows per tile"},
-			{Name: "block_kv", Type: sdk.Int, Default: "64", Min: sdk.Bound(1), Max: sdk.Bound(1024), Help: "keys per tile"},
+			{Name: "block_q", Type: sdk.Int, Default: "64", Min: sdk.Bound(1), Max: sdk.Bound(1024), Help: "query rows per tile of the CPU reference (the CUDA kernels have their own tiles)"},
+			{Name: "block_kv", Type: sdk.Int, Default: "64", Min: sdk.Bound(1), Max: sdk.Bound(1024), Help: "keys per tile of the CPU reference"},
 			{Name: "workers", Type: sdk.Int, Default: "0", Min: sdk.Bound(0), Help: "goroutines of the reference implementation; 0 means all CPUs"},
 		},
 		Prepare: func(_ context.Context, req *sdk.PrepareRequest) (*sdk.AttentionPlan, error) {
 			o := req.Options
-			return &sdk.AttentionPlan{Reference: Backend{BlockQ: o.Int("block_q"), BlockKV: o.Int("block_kv"), Workers: o.Int("workers")}}, nil
+			plan := &sdk.AttentionPlan{Reference: Backend{BlockQ: o.Int("block_q"), BlockKV: o.Int("block_kv"), Workers: o.Int("workers")}}
+			if req.Device.Kind == "cuda" {
+				ks, err := Kernels(req.Model, req.Device.DType)
+				if err != nil {
+					return nil, err
+				}
+				plan.Kernels = ks
+			}
+			return plan, nil
 		},
 	}
 }

@@ -1,9 +1,11 @@
-// Host emulation of the CUDA subset eager.cu uses, for eager's CPU tests:
-// one OS thread per CUDA thread, one block at a time, so __shared__
-// variables (made static) and the dynamic shared memory array are the
-// block's. WMMA fragments are whole matrices in every lane. It checks the
-// kernels' indexing, masking, tiling, workspace layout and cp.async
-// waits, not their speed or the GPU's memory model.
+// Host emulation of the CUDA subset the attention plugins' kernels use,
+// for their CPU tests: one OS thread per CUDA thread, one block at a time,
+// so __shared__ variables (made static) and the dynamic shared memory
+// array are the block's. WMMA fragments are whole matrices in every lane;
+// ldmatrix and mma.sync exchange their lanes' registers through the warp
+// as the hardware does. It checks the kernels' indexing, fragment layouts,
+// masking, tiling, workspace layout and cp.async waits, not their speed or
+// the GPU's memory model.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -76,7 +78,9 @@ public:
 struct emu_block {
     emu_barrier *block;
     std::vector<emu_barrier *> warps;
-    std::vector<uint32_t> lanes; // shuffle exchange, 32 per warp
+    std::vector<uint32_t> lanes;     // shuffle exchange, 32 per warp
+    std::vector<const void *> ptrs;  // ldmatrix row addresses, 32 per warp
+    std::vector<uint32_t> frags;     // mma operands, 32 lanes x 10 words per warp
 };
 extern thread_local emu_block *emu_this_block;
 
@@ -91,6 +95,72 @@ template <class T> inline T __shfl_xor_sync(unsigned, T v, int lane_mask) {
     memcpy(&out, &emu_this_block->lanes[32 * w + (l ^ lane_mask)], 4);
     emu_this_block->warps[w]->wait();
     return out;
+}
+
+template <class T> inline T __shfl_sync(unsigned, T v, int src) {
+    static_assert(sizeof(T) == 4, "32-bit shuffles only");
+    const int w = threadIdx.x / 32, l = threadIdx.x % 32;
+    memcpy(&emu_this_block->lanes[32 * w + l], &v, 4);
+    emu_this_block->warps[w]->wait();
+    T out;
+    memcpy(&out, &emu_this_block->lanes[32 * w + src % 32], 4);
+    emu_this_block->warps[w]->wait();
+    return out;
+}
+
+inline bool __any_sync(unsigned, bool pred) {
+    const int w = threadIdx.x / 32, l = threadIdx.x % 32;
+    emu_this_block->lanes[32 * w + l] = pred;
+    emu_this_block->warps[w]->wait();
+    bool any = false;
+    for (int i = 0; i < 32; i++) any = any || emu_this_block->lanes[32 * w + i];
+    emu_this_block->warps[w]->wait();
+    return any;
+}
+
+// ldmatrix.x4 (.trans): lane l gives the address of row l % 8 of 8x8
+// 16-bit matrix l / 8 and receives, of each matrix i, the pair at row
+// l / 4, columns 2 (l % 4) and +1 (of the transpose with trans).
+inline void emu_ldmatrix_x4(unsigned r[4], const void *p, bool trans) {
+    const int w = threadIdx.x / 32, l = threadIdx.x % 32;
+    emu_this_block->ptrs[32 * w + l] = p;
+    emu_this_block->warps[w]->wait();
+    const auto at = [&](int m, int row, int col) {
+        uint16_t v;
+        memcpy(&v, static_cast<const unsigned char *>(emu_this_block->ptrs[32 * w + 8 * m + row]) + 2 * col, 2);
+        return (unsigned)v;
+    };
+    const int g = l / 4, t = l % 4;
+    for (int m = 0; m < 4; m++)
+        r[m] = trans ? at(m, 2 * t, g) | at(m, 2 * t + 1, g) << 16 : at(m, g, 2 * t) | at(m, g, 2 * t + 1) << 16;
+    emu_this_block->warps[w]->wait();
+}
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 with c as both the
+// addend and the result: each lane's a (4 registers of bf16 pairs), b (2)
+// and c (4) go through the warp, then every lane computes its own
+// elements of c + a b.
+inline void emu_mma_m16n8k16(float c[4], const unsigned a[4], unsigned b0, unsigned b1) {
+    const int w = threadIdx.x / 32, l = threadIdx.x % 32;
+    uint32_t *f = &emu_this_block->frags[320 * w];
+    for (int i = 0; i < 4; i++) f[10 * l + i] = a[i];
+    f[10 * l + 4] = b0;
+    f[10 * l + 5] = b1;
+    emu_this_block->warps[w]->wait();
+    const auto half = [](uint32_t x, int hi) { return __uint_as_float((hi ? x >> 16 : x & 0xffffu) << 16); };
+    // A[r][k] sits in lane (r % 8) * 4 + (k % 8) / 2, register (r >= 8) + 2 (k >= 8);
+    // B[k][n] in lane n * 4 + (k % 8) / 2, register 4 + (k >= 8).
+    const auto A = [&](int r, int k) { return half(f[10 * ((r % 8) * 4 + (k % 8) / 2) + (r >= 8) + 2 * (k >= 8)], k % 2); };
+    const auto B = [&](int k, int n) { return half(f[10 * (n * 4 + (k % 8) / 2) + 4 + (k >= 8)], k % 2); };
+    float out[4];
+    for (int i = 0; i < 4; i++) {
+        const int r = l / 4 + (i >= 2 ? 8 : 0), n = 2 * (l % 4) + i % 2;
+        float s = c[i];
+        for (int k = 0; k < 16; k++) s += A(r, k) * B(k, n);
+        out[i] = s;
+    }
+    emu_this_block->warps[w]->wait();
+    for (int i = 0; i < 4; i++) c[i] = out[i];
 }
 
 // cp.async. A copy lands at its issue (emu_copy_late false) or as late as
@@ -137,7 +207,7 @@ template <class P> void emu_launch(void (*kernel)(P), dim3 grid, dim3 block, P p
     emu_barrier all(n), done(n);
     std::deque<emu_barrier> warps;
     for (int w = 0; w < nw; w++) warps.emplace_back(warpSize(w));
-    emu_block b{&all, {}, std::vector<uint32_t>(32 * nw)};
+    emu_block b{&all, {}, std::vector<uint32_t>(32 * nw), std::vector<const void *>(32 * nw), std::vector<uint32_t>(320 * nw)};
     for (auto &w : warps) b.warps.push_back(&w);
     std::vector<std::thread> threads;
     for (int t = 0; t < n; t++) {

@@ -1,0 +1,770 @@
+// FlashAttention-2 in bf16 for the flash plugin: scores never leave the
+// chip. Scores and the softmax are fp32; the probabilities are rounded to
+// bf16 once, as the A operand of the P·V tensor-core product (as
+// FlashAttention-2 does).
+//
+// Prefill (role attention.prefill): flash_prefill. A block of 4 warps owns
+// 128 query rows of one head, 32 per warp (two 16-row tensor-core tiles,
+// so each K or V fragment read from shared memory feeds two products), and
+// walks the keys 64 at a time: S = Q·Kᵀ in registers (mma.sync
+// m16n8k16), online softmax per row (running max and sum, exp2 with the
+// scale folded in), P·V accumulated in registers with P taken straight
+// from S's registers. K of the next tile is copied (cp.async) while the
+// softmax and P·V of this one run, V of this tile while Q·Kᵀ runs. Only the
+// key tiles some query of the block can see are visited (causal tile
+// skipping by positions), and only tiles that cross the diagonal, the
+// window's edge or the cache's end are masked element by element. Blocks
+// start with the longest query tiles, the causal triangle's heavy end.
+//
+// Decode (role attention.decode): flash_decode, flash_decode_combine
+// (flash-decoding). A block owns 256 keys of one KV head of one sequence
+// and all of that head's query heads (up to 16, rows of one tensor-core
+// tile), streams K and V through 3 shared-memory stages of 64 keys, and
+// writes the unnormalised partial output and its softmax statistics to
+// the workspace; flash_decode_combine merges a row's tiles. Workspace,
+// rows R = num_seqs * num_heads, tiles T = ceil(max_kv_len / 256):
+//
+//   [0, 4 R T D)            partial P·V, fp32, [R][T][D]
+//   [align16(4 R T D), +8 R T) (max, sum) per row and tile, float2
+//
+// Only tiles below a KV head's len are written or read, so a decode graph
+// captured for the cache capacity touches what the cache holds.
+//
+// Compile-time constants (NVRTC --define-macro): FLASH_HEAD_DIM (16, 32,
+// 64 or 128), FLASH_GROUP (query heads per KV head, 1 to 16; decode);
+// FLASH_EXPECT_* are the launch geometry the Go side declared, checked
+// against the constants here.
+#include "longctx/abi/attention.h"
+#include <cuda_bf16.h>
+
+#if !defined(LONGCTX_DTYPE) || LONGCTX_DTYPE != 2
+#error "flash kernels are bf16 only: compile with LONGCTX_DTYPE=2"
+#endif
+#ifndef FLASH_HEAD_DIM
+#error "define FLASH_HEAD_DIM"
+#endif
+#ifndef FLASH_GROUP
+#define FLASH_GROUP 1
+#endif
+
+namespace flash {
+
+typedef unsigned short bits16; // raw bf16
+
+constexpr int D = FLASH_HEAD_DIM;
+static_assert(D == 16 || D == 32 || D == 64 || D == 128, "head dim must be 16, 32, 64 or 128");
+constexpr int G = FLASH_GROUP;
+static_assert(G >= 1 && G <= 16, "FLASH_GROUP: 1 to 16 query heads per KV head");
+
+constexpr int LDS = D + 8; // bf16 pitch of shared Q, K, V rows: 16-byte rows, ldmatrix conflict-free
+constexpr int KT = D / 16; // 16-wide k steps of Q·Kᵀ
+constexpr int OT = D / 8;  // 8-wide column tiles of the output
+
+// Prefill geometry. FLASH_PREFILL_WARPS (default 4) share the 128 rows.
+#ifndef FLASH_PREFILL_WARPS
+#define FLASH_PREFILL_WARPS 4
+#endif
+#ifndef FLASH_PREFILL_BN
+#define FLASH_PREFILL_BN 64
+#endif
+constexpr int BM = 128, BN = FLASH_PREFILL_BN, WARPS = FLASH_PREFILL_WARPS, THREADS = 32 * WARPS;
+// Blocks per SM the registers are budgeted for: 2 at 4 warps and 64-key
+// tiles (255 registers: 128 of output and 64 of scores per thread).
+constexpr int PREFILL_MIN_BLOCKS = BN == 32 && WARPS == 4 ? 3 : 2;
+#define FLASH_PREFILL_BOUNDS THREADS, PREFILL_MIN_BLOCKS
+constexpr int WM = BM / WARPS; // query rows per warp
+constexpr int MT = WM / 16;    // 16-row tiles per warp
+constexpr int NT = BN / 8;     // 8-key score tiles
+constexpr int PREFILL_SMEM = (BM + 2 * BN) * LDS * 2;
+static_assert(BM <= THREADS && WM % 16 == 0, "a query row's position per thread; 16-row tiles per warp");
+static_assert(BN == 32 || BN == 64, "prefill key tile");
+
+// Decode geometry: FLASH_DECODE_TILE (default 256) keys per block.
+#ifndef FLASH_DECODE_TILE
+#define FLASH_DECODE_TILE 256
+#endif
+constexpr int DTILE = FLASH_DECODE_TILE, DSTAGE = 64, DNBUF = 3, DTHREADS = 128, DWARPS = DTHREADS / 32;
+static_assert(DTILE % DSTAGE == 0, "decode tile: whole stages");
+constexpr int DSTAGES = DTILE / DSTAGE;
+constexpr int DSTAGE_ELEMS = DSTAGE * LDS;
+constexpr int DEC_BUF_BYTES = DNBUF * 2 * DSTAGE_ELEMS * 2;
+constexpr int DEC_RED_BYTES = DWARPS * 16 * (D + 2) * 4; // per warp: 16 rows' output, max and sum
+constexpr int DEC_SMEM = (DEC_BUF_BYTES > DEC_RED_BYTES ? DEC_BUF_BYTES : DEC_RED_BYTES) + 16 * LDS * 2 + DNBUF * DSTAGE * 4;
+constexpr int COMBINE_THREADS = 512, CWARPS = COMBINE_THREADS / 32;
+constexpr int CPL = D < 32 ? 1 : D / 32; // output columns per lane in the combine
+static_assert(DSTAGE == 16 * DWARPS, "decode: one 16-key slice of a stage per warp");
+
+#ifdef FLASH_EXPECT_PREFILL_SMEM
+static_assert(FLASH_EXPECT_PREFILL_SMEM == PREFILL_SMEM, "Go's flash_prefill shared memory differs from the kernel's");
+#endif
+#ifdef FLASH_EXPECT_DECODE_SMEM
+static_assert(FLASH_EXPECT_DECODE_SMEM == DEC_SMEM, "Go's flash_decode shared memory differs from the kernel's");
+#endif
+#ifdef FLASH_EXPECT_TILE_Q
+static_assert(FLASH_EXPECT_TILE_Q == BM && FLASH_EXPECT_TILE_KV == DTILE, "Go's tiles differ from the kernel's");
+#endif
+#ifdef FLASH_EXPECT_THREADS
+static_assert(FLASH_EXPECT_THREADS == THREADS && FLASH_EXPECT_DECODE_THREADS == DTHREADS &&
+                  FLASH_EXPECT_COMBINE_THREADS == COMBINE_THREADS,
+              "Go's block sizes differ from the kernel's");
+#endif
+
+constexpr float LOG2E = 1.4426950408889634f;
+
+__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
+__device__ __forceinline__ bits16 f_to_bits(float x) { return __bfloat16_as_ushort(__float2bfloat16_rn(x)); }
+__device__ __forceinline__ bool aligned(const void *p, int n) { return (reinterpret_cast<unsigned long long>(p) & (n - 1)) == 0; }
+__device__ __forceinline__ long long align16(long long x) { return (x + 15) & ~15LL; }
+
+// Two fp32 values as the bf16 pair of one mma operand register: lo in
+// bits 0-15 (the lower column). One instruction on the GPU.
+__device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
+#ifdef __CUDA_ARCH__
+    unsigned r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+#else
+    return (unsigned)f_to_bits(lo) | ((unsigned)f_to_bits(hi) << 16);
+#endif
+}
+
+// 2^x with the hardware's approximation (2 ulp), denormal results flushed
+// to zero: exact enough for probabilities that are rounded to bf16, and
+// exp2(-inf) is 0.
+__device__ __forceinline__ float fast_exp2(float x) {
+#ifdef __CUDA_ARCH__
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+#else
+    return exp2f(x);
+#endif
+}
+
+// The mask of attention.h.
+__device__ __forceinline__ bool visible(int qpos, int kpos, int window) {
+    return kpos <= qpos && (window <= 0 || (long long)qpos - kpos < window);
+}
+
+// First index i in [0, n) with pos[i] >= x (n if none); pos increases.
+__device__ __forceinline__ int lower_bound(const int *pos, int n, long long x) {
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        const int mid = (lo + hi) >> 1;
+        if ((long long)pos[mid] < x) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+// Shared-memory address for PTX operands.
+__device__ __forceinline__ unsigned smem_addr(const void *p) {
+#ifdef __CUDA_ARCH__
+    unsigned s;
+    asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(s) : "l"(p));
+    return s;
+#else
+    return 0;
+#endif
+}
+
+// Asynchronous global → shared copies (cp.async): a thread's copies since
+// its last copy_commit form a group; copy_wait<N> waits until at most its
+// N latest groups are pending, and a barrier then shows them to the block.
+__device__ __forceinline__ void copy16_async(void *dst, const void *src) {
+#ifdef __CUDA_ARCH__
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_addr(dst)), "l"(src) : "memory");
+#else
+    emu_copy_async(dst, src, 16);
+#endif
+}
+__device__ __forceinline__ void copy4_async(void *dst, const void *src) {
+#ifdef __CUDA_ARCH__
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(smem_addr(dst)), "l"(src) : "memory");
+#else
+    emu_copy_async(dst, src, 4);
+#endif
+}
+__device__ __forceinline__ void copy_commit() {
+#ifdef __CUDA_ARCH__
+    asm volatile("cp.async.commit_group;" ::: "memory");
+#else
+    emu_copy_commit();
+#endif
+}
+template <int N> __device__ __forceinline__ void copy_wait() {
+#ifdef __CUDA_ARCH__
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+#else
+    emu_copy_wait(N);
+#endif
+}
+
+// A shared-memory operand address for ldmatrix: 32 bits on the GPU, so
+// that a fragment's address is a base register plus a constant; a pointer
+// in the host emulation.
+#ifdef __CUDA_ARCH__
+typedef unsigned sptr;
+__device__ __forceinline__ sptr sptr_of(const bits16 *p) { return smem_addr(p); }
+__device__ __forceinline__ sptr sptr_add(sptr a, int elems) { return a + 2 * elems; }
+#else
+typedef const bits16 *sptr;
+__device__ __forceinline__ sptr sptr_of(const bits16 *p) { return p; }
+__device__ __forceinline__ sptr sptr_add(sptr a, int elems) { return a + elems; }
+#endif
+
+// ldmatrix: four 8×8 bf16 matrices from shared memory, lane l giving the
+// address of row l % 8 of matrix l / 8; r[i] is this lane's pair of
+// matrix i (row lane / 4, columns 2 (lane % 4) + {0, 1}), or with .trans
+// of its transpose.
+__device__ __forceinline__ void ldsm_x4(unsigned r[4], sptr a) {
+#ifdef __CUDA_ARCH__
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+#else
+    emu_ldmatrix_x4(r, a, false);
+#endif
+}
+__device__ __forceinline__ void ldsm_x4_trans(unsigned r[4], sptr a) {
+#ifdef __CUDA_ARCH__
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+#else
+    emu_ldmatrix_x4(r, a, true);
+#endif
+}
+
+// Lane addresses for the x4 loads of the fragments, relative to a tile at
+// p of pitch LDS. A (16 rows × 16 k, row-major rows): matrices (rows 0-7,
+// k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15).
+// B from K (16 keys × 16 k, keys as rows): (keys 0-7, k 0-7), (keys 0-7,
+// k 8-15), (keys 8-15, k 0-7), (keys 8-15, k 8-15): pairs b0 b1 of two
+// 8-key tiles. B from V (16 keys × 16 columns, transposed): (keys 0-7,
+// columns 0-7), (keys 8-15, columns 0-7), (keys 0-7, columns 8-15), (keys
+// 8-15, columns 8-15): pairs b0 b1 of two 8-column tiles.
+__device__ __forceinline__ sptr frag_a(const bits16 *p, int lane) { return sptr_of(p + (lane % 16) * LDS + lane / 16 * 8); }
+__device__ __forceinline__ sptr frag_bk(const bits16 *p, int lane) { return sptr_of(p + (lane / 16 * 8 + lane % 8) * LDS + (lane / 8) % 2 * 8); }
+__device__ __forceinline__ sptr frag_bv(const bits16 *p, int lane) { return sptr_of(p + ((lane / 8) % 2 * 8 + lane % 8) * LDS + lane / 16 * 8); }
+
+// c += a · b on tensor cores: a 16×16 bf16 (row), b 16×8 bf16 (col), c
+// 16×8 fp32. Lane l holds c rows l/4 (c[0], c[1]) and l/4 + 8 (c[2],
+// c[3]), columns 2 (l % 4) + {0, 1}; a as four pairs: (row l/4, k 2(l%4)),
+// (row +8), (k +8), (row +8, k +8); b as two pairs (k 2(l%4), n l/4),
+// (k +8).
+__device__ __forceinline__ void mma(float c[4], const unsigned a[4], unsigned b0, unsigned b1) {
+#ifdef __CUDA_ARCH__
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+    emu_mma_m16n8k16(c, a, b0, b1);
+#endif
+}
+
+__device__ __forceinline__ float quad_max(float v) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// Starts copying rows [0, n) of a D-wide bf16 matrix whose rows lie stride
+// elements apart into ROWS rows of pitch LDS and zeroes rows [n, ROWS), so
+// a product over them is zero, not NaN. vec: 16-byte aligned rows, copied
+// asynchronously; otherwise element by element, at once.
+template <int ROWS, int NTHREADS>
+__device__ __forceinline__ void load_rows(bits16 *dst, const bits16 *src, long long stride, int n, bool vec) {
+    if (vec) {
+        constexpr int CH = D / 8;
+#pragma unroll
+        for (int k = 0; k < (ROWS * CH + NTHREADS - 1) / NTHREADS; k++) {
+            const int idx = threadIdx.x + k * NTHREADS;
+            if ((ROWS * CH) % NTHREADS != 0 && idx >= ROWS * CH) break;
+            const int r = idx / CH, c = idx % CH * 8;
+            if (r < n) copy16_async(dst + r * LDS + c, src + r * stride + c);
+            else *reinterpret_cast<uint4 *>(dst + r * LDS + c) = make_uint4(0u, 0u, 0u, 0u);
+        }
+    } else {
+        for (int idx = threadIdx.x; idx < ROWS * D; idx += NTHREADS) {
+            const int r = idx / D, c = idx % D;
+            dst[r * LDS + c] = r < n ? src[r * stride + c] : (bits16)0;
+        }
+    }
+}
+
+// Online softmax, one row held by a quad of lanes: given this lane's max
+// of the row's new scores (raw q·k, -inf where hidden), updates the
+// running max m, sets base so that exp2(s · scale · log2 e - base) are the
+// new probabilities (unnormalised), and returns the factor that the
+// accumulated output and sum must be scaled by.
+__device__ __forceinline__ float softmax_rescale(float &m, float lane_max, float sl2, float &base) {
+    const float mx = quad_max(fmaxf(m, lane_max));
+    // A row that has seen only hidden keys keeps max -inf; a base of 0
+    // keeps exp2 at 0 rather than NaN.
+    base = mx == neg_inf() ? 0.f : mx * sl2;
+    const float corr = fast_exp2(m * sl2 - base); // m = -inf: 0 (sum and output are 0 too)
+    m = mx;
+    return corr;
+}
+
+} // namespace flash
+
+using namespace flash;
+
+extern "C" __global__ void __launch_bounds__(FLASH_PREFILL_BOUNDS) flash_prefill(longctx_attention_params p) {
+    extern __shared__ __align__(16) unsigned char flash_smem[];
+    bits16 *sQ = reinterpret_cast<bits16 *>(flash_smem);
+    bits16 *sK = sQ + BM * LDS;
+    bits16 *sV = sK + BN * LDS;
+    __shared__ int range[2][WARPS];
+
+    const int seq = blockIdx.z, head = blockIdx.y;
+    const int q0 = (gridDim.x - 1 - blockIdx.x) * BM; // heavy tiles first
+    const int nq = min(BM, p.num_q - q0);
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int kvh = head / (p.num_heads / p.num_kv_heads);
+    const longctx_kv_head kh = p.k[seq * p.num_kv_heads + kvh];
+    const longctx_kv_head vh = p.v[seq * p.num_kv_heads + kvh];
+    const long long qrow0 = (long long)seq * p.num_q + q0;
+    const bits16 *qsrc = static_cast<const bits16 *>(p.q) + qrow0 * p.q_row_stride + (long long)head * D;
+    const int *qpos = p.q_pos + qrow0;
+    const int window = p.sliding_window;
+
+    // The range of the block's query positions.
+    int lo = tid < nq ? qpos[tid] : 0x7fffffff, hi = tid < nq ? qpos[tid] : -0x7fffffff - 1;
+    for (int o = 16; o > 0; o >>= 1) {
+        lo = min(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+        hi = max(hi, __shfl_xor_sync(0xffffffffu, hi, o));
+    }
+    if (lane == 0) range[0][warp] = lo, range[1][warp] = hi;
+    __syncthreads();
+    int qmin = range[0][0], qmax = range[1][0];
+    for (int w = 1; w < WARPS; w++) qmin = min(qmin, range[0][w]), qmax = max(qmax, range[1][w]);
+    // Keys [kbegin, kend) are visible to some row of the block; a tile
+    // needs the element mask where it reaches past kfull (keys visible to
+    // every row by causality), the cache's end, or below kwin (keys some
+    // row's window hides).
+    const int *kpos = kh.pos;
+    const int kend = lower_bound(kpos, kh.len, (long long)qmax + 1);
+    const int kbegin = window > 0 ? lower_bound(kpos, kend, (long long)qmin - window + 1) : 0;
+    const int kfull = lower_bound(kpos, kend, (long long)qmin + 1);
+    const int kwin = window > 0 ? lower_bound(kpos, kend, (long long)qmax - window + 1) : 0;
+
+    const bits16 *ksrc = static_cast<const bits16 *>(kh.data);
+    const bits16 *vsrc = static_cast<const bits16 *>(vh.data);
+    const bool vq = aligned(qsrc, 16) && p.q_row_stride % 8 == 0;
+    const bool vk = aligned(ksrc, 16) && kh.row_stride % 8 == 0;
+    const bool vv = aligned(vsrc, 16) && vh.row_stride % 8 == 0;
+
+    load_rows<BM, THREADS>(sQ, qsrc, p.q_row_stride, nq, vq);
+    load_rows<BN, THREADS>(sK, ksrc + (long long)kbegin * kh.row_stride, kh.row_stride, min(BN, kend - kbegin), vk);
+    copy_commit();
+
+    float o[MT][OT][4];
+    float m[MT][2], l[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+        for (int t = 0; t < OT; t++) o[mt][t][0] = o[mt][t][1] = o[mt][t][2] = o[mt][t][3] = 0.f;
+        m[mt][0] = m[mt][1] = neg_inf();
+        l[mt][0] = l[mt][1] = 0.f;
+    }
+    const float sl2 = p.scale * LOG2E;
+    const sptr qfrag = frag_a(sQ + warp * WM * LDS, lane), kfrag = frag_bk(sK, lane), vfrag = frag_bv(sV, lane);
+
+    for (int n0 = kbegin; n0 < kend; n0 += BN) {
+        const int nk = min(BN, kend - n0);
+        copy_wait<0>();
+        __syncthreads(); // K of this tile landed; every warp is done with the last V
+        load_rows<BN, THREADS>(sV, vsrc + (long long)n0 * vh.row_stride, vh.row_stride, nk, vv);
+        copy_commit();
+
+        float s[MT][NT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int t = 0; t < NT; t++) s[mt][t][0] = s[mt][t][1] = s[mt][t][2] = s[mt][t][3] = 0.f;
+#pragma unroll
+        for (int kt = 0; kt < KT; kt++) {
+            unsigned a[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) ldsm_x4(a[mt], sptr_add(qfrag, mt * 16 * LDS + kt * 16));
+#pragma unroll
+            for (int np = 0; np < NT / 2; np++) {
+                unsigned b[4];
+                ldsm_x4(b, sptr_add(kfrag, np * 16 * LDS + kt * 16));
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma(s[mt][2 * np], a[mt], b[0], b[1]);
+                    mma(s[mt][2 * np + 1], a[mt], b[2], b[3]);
+                }
+            }
+        }
+        if (nk < BN || n0 + BN > kfull || (window > 0 && n0 < kwin)) {
+            // Rows past num_q take the last real position (never written).
+            int rowpos[MT][2];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++) {
+                    const int r = warp * WM + mt * 16 + lane / 4 + hf * 8;
+                    rowpos[mt][hf] = r < nq ? qpos[r] : qmax;
+                }
+#pragma unroll
+            for (int t = 0; t < NT; t++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int j = t * 8 + 2 * (lane % 4) + e;
+                    const int kp = j < nk ? kpos[n0 + j] : 0;
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                        for (int hf = 0; hf < 2; hf++)
+                            if (j >= nk || !visible(rowpos[mt][hf], kp, window)) s[mt][t][hf * 2 + e] = neg_inf();
+                }
+        }
+
+        copy_wait<0>();
+        __syncthreads(); // V of this tile landed; every warp is done with K
+        if (n0 + BN < kend) {
+            load_rows<BN, THREADS>(sK, ksrc + (long long)(n0 + BN) * kh.row_stride, kh.row_stride, min(BN, kend - n0 - BN), vk);
+            copy_commit();
+        }
+
+        // Online softmax of this lane's 2 MT rows at once, reductions as
+        // trees, so that the rows' dependency chains interleave.
+        float mx[MT][2];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                float v[NT];
+#pragma unroll
+                for (int t = 0; t < NT; t++) v[t] = fmaxf(s[mt][t][hf * 2], s[mt][t][hf * 2 + 1]);
+#pragma unroll
+                for (int w = NT / 2; w > 0; w /= 2)
+#pragma unroll
+                    for (int t = 0; t < w; t++) v[t] = fmaxf(v[t], v[t + w]);
+                mx[mt][hf] = fmaxf(v[0], m[mt][hf]);
+            }
+#pragma unroll
+        for (int o = 1; o <= 2; o *= 2)
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++) mx[mt][hf] = fmaxf(mx[mt][hf], __shfl_xor_sync(0xffffffffu, mx[mt][hf], o));
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                // A row that has seen only hidden keys keeps max -inf; a base
+                // of 0 keeps exp2 at 0 rather than NaN.
+                const float base = mx[mt][hf] == neg_inf() ? 0.f : mx[mt][hf] * sl2;
+                const float corr = fast_exp2(m[mt][hf] * sl2 - base); // old max -inf: 0
+                m[mt][hf] = mx[mt][hf];
+                float v[NT];
+#pragma unroll
+                for (int t = 0; t < NT; t++) {
+                    const float x0 = fast_exp2(fmaf(s[mt][t][hf * 2], sl2, -base));
+                    const float x1 = fast_exp2(fmaf(s[mt][t][hf * 2 + 1], sl2, -base));
+                    s[mt][t][hf * 2] = x0;
+                    s[mt][t][hf * 2 + 1] = x1;
+                    v[t] = x0 + x1;
+                }
+#pragma unroll
+                for (int w = NT / 2; w > 0; w /= 2)
+#pragma unroll
+                    for (int t = 0; t < w; t++) v[t] += v[t + w];
+                l[mt][hf] = l[mt][hf] * corr + v[0];
+                // Once the rows' maxima settle most tiles leave them be:
+                // skip the multiplications by 1 when the whole warp can.
+                if (__any_sync(0xffffffffu, corr != 1.f)) {
+#pragma unroll
+                    for (int t = 0; t < OT; t++) o[mt][t][hf * 2] *= corr, o[mt][t][hf * 2 + 1] *= corr;
+                }
+            }
+
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++) {
+            unsigned pa[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                pa[mt][0] = pack_bf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                pa[mt][1] = pack_bf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                pa[mt][2] = pack_bf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                pa[mt][3] = pack_bf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+            }
+#pragma unroll
+            for (int dp = 0; dp < OT / 2; dp++) {
+                unsigned b[4];
+                ldsm_x4_trans(b, sptr_add(vfrag, kk * 16 * LDS + dp * 16));
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma(o[mt][2 * dp], pa[mt], b[0], b[1]);
+                    mma(o[mt][2 * dp + 1], pa[mt], b[2], b[3]);
+                }
+            }
+        }
+    }
+    copy_wait<0>();
+
+    bits16 *out = static_cast<bits16 *>(p.out) + qrow0 * p.out_row_stride + (long long)head * D;
+    const bool vo = aligned(out, 4) && p.out_row_stride % 2 == 0;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            const int r = warp * WM + mt * 16 + lane / 4 + hf * 8;
+            const float sum = quad_sum(l[mt][hf]);
+            const float inv = sum > 0.f ? 1.f / sum : 0.f;
+            if (r >= nq) continue;
+            bits16 *dst = out + r * p.out_row_stride + 2 * (lane % 4);
+#pragma unroll
+            for (int t = 0; t < OT; t++) {
+                const float x = o[mt][t][hf * 2] * inv, y = o[mt][t][hf * 2 + 1] * inv;
+                if (vo) {
+                    *reinterpret_cast<unsigned *>(dst + t * 8) = pack_bf16(x, y);
+                } else {
+                    dst[t * 8] = f_to_bits(x);
+                    dst[t * 8 + 1] = f_to_bits(y);
+                }
+            }
+        }
+}
+
+extern "C" __global__ void __launch_bounds__(DTHREADS, 2) flash_decode(longctx_attention_params p) {
+    extern __shared__ __align__(16) unsigned char flash_smem[];
+    bits16 *sKV = reinterpret_cast<bits16 *>(flash_smem); // [DNBUF][K, V][DSTAGE][LDS]
+    bits16 *sQ = reinterpret_cast<bits16 *>(flash_smem + (DEC_BUF_BYTES > DEC_RED_BYTES ? DEC_BUF_BYTES : DEC_RED_BYTES));
+    int *sPos = reinterpret_cast<int *>(sQ + 16 * LDS); // [DNBUF][DSTAGE]
+
+    const int seq = blockIdx.z, kvh = blockIdx.y, tile = blockIdx.x;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const longctx_kv_head kh = p.k[seq * p.num_kv_heads + kvh];
+    const longctx_kv_head vh = p.v[seq * p.num_kv_heads + kvh];
+    const int t0 = tile * DTILE;
+    if (t0 >= kh.len) return; // past this head's keys (a graph sized for the cache's capacity)
+    const int nkeys = min(DTILE, kh.len - t0);
+    const int qpos = p.q_pos[seq];
+    const int window = p.sliding_window;
+    const int T = (p.max_kv_len + DTILE - 1) / DTILE;
+    const long long R = (long long)p.num_seqs * p.num_heads;
+    const long long row0 = (long long)seq * p.num_heads + (long long)kvh * G; // first query head's row
+    float *partial = static_cast<float *>(p.workspace);
+    float2 *stats = reinterpret_cast<float2 *>(static_cast<unsigned char *>(p.workspace) + align16(R * T * D * 4));
+
+    const int *kpos = kh.pos + t0;
+    // A tile no query sees (a window behind it, or keys ahead of it):
+    // statistics only, which the combine skips.
+    if (kpos[0] > qpos || (window > 0 && (long long)qpos - kpos[nkeys - 1] >= window)) {
+        if (tid < G) stats[(row0 + tid) * T + tile] = make_float2(neg_inf(), 0.f);
+        return;
+    }
+
+    const bits16 *ksrc = static_cast<const bits16 *>(kh.data) + (long long)t0 * kh.row_stride;
+    const bits16 *vsrc = static_cast<const bits16 *>(vh.data) + (long long)t0 * vh.row_stride;
+    const bool vk = aligned(ksrc, 16) && kh.row_stride % 8 == 0;
+    const bool vv = aligned(vsrc, 16) && vh.row_stride % 8 == 0;
+    const int nstages = (nkeys + DSTAGE - 1) / DSTAGE;
+
+    auto issue = [&](int st) {
+        if (st < nstages) {
+            bits16 *buf = sKV + (st % DNBUF) * 2 * DSTAGE_ELEMS;
+            const int n = min(DSTAGE, nkeys - st * DSTAGE);
+            load_rows<DSTAGE, DTHREADS>(buf, ksrc + (long long)st * DSTAGE * kh.row_stride, kh.row_stride, n, vk);
+            load_rows<DSTAGE, DTHREADS>(buf + DSTAGE_ELEMS, vsrc + (long long)st * DSTAGE * vh.row_stride, vh.row_stride, n, vv);
+            if (tid < n) copy4_async(sPos + (st % DNBUF) * DSTAGE + tid, kpos + st * DSTAGE + tid);
+        }
+        copy_commit();
+    };
+#pragma unroll
+    for (int st = 0; st < DNBUF - 1; st++) issue(st);
+    // Query rows (after the first stages' copies are on their way): the G
+    // heads of this KV head, rows past G zero.
+    const bits16 *qsrc = static_cast<const bits16 *>(p.q) + (long long)seq * p.q_row_stride + (long long)kvh * G * D;
+    for (int idx = tid; idx < 16 * D; idx += DTHREADS) {
+        const int r = idx / D, c = idx % D;
+        sQ[r * LDS + c] = r < G ? qsrc[r * D + c] : (bits16)0;
+    }
+
+    __syncthreads(); // Q
+
+    unsigned qa[KT][4];
+#pragma unroll
+    for (int kt = 0; kt < KT; kt++) ldsm_x4(qa[kt], sptr_add(frag_a(sQ, lane), kt * 16));
+
+    float o[OT][4];
+#pragma unroll
+    for (int t = 0; t < OT; t++) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.f;
+    float m[2] = {neg_inf(), neg_inf()}, l[2] = {0.f, 0.f};
+    const float sl2 = p.scale * LOG2E;
+
+    // Stage st + DNBUF - 1 goes into stage st - 1's buffer as soon as every
+    // warp is done with it, before waiting for stage st: DNBUF stages are
+    // then in flight while a block waits.
+    for (int st = 0; st < nstages; st++) {
+        if (st > 0) __syncthreads(); // every warp is done with stage st - 1's buffer
+        issue(st + DNBUF - 1);
+        copy_wait<DNBUF - 1>();
+        __syncthreads(); // stage st landed
+        const int kb = st * DSTAGE + warp * 16; // this warp's first key in the tile
+        if (kb >= nkeys) continue;
+        const bits16 *bK = sKV + (st % DNBUF) * 2 * DSTAGE_ELEMS + warp * 16 * LDS;
+        const sptr kfrag = frag_bk(bK, lane), vfrag = frag_bv(bK + DSTAGE_ELEMS, lane);
+        const int *bPos = sPos + (st % DNBUF) * DSTAGE + warp * 16;
+
+        float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+        for (int kt = 0; kt < KT; kt++) {
+            unsigned b[4];
+            ldsm_x4(b, sptr_add(kfrag, kt * 16));
+            mma(s[0], qa[kt], b[0], b[1]);
+            mma(s[1], qa[kt], b[2], b[3]);
+        }
+#pragma unroll
+        for (int t = 0; t < 2; t++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int j = t * 8 + 2 * (lane % 4) + e;
+                if (kb + j >= nkeys || !visible(qpos, bPos[j], window)) s[t][e] = s[t][2 + e] = neg_inf();
+            }
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            float base;
+            const float mx = fmaxf(fmaxf(s[0][hf * 2], s[0][hf * 2 + 1]), fmaxf(s[1][hf * 2], s[1][hf * 2 + 1]));
+            const float corr = softmax_rescale(m[hf], mx, sl2, base);
+            float sum = 0.f;
+#pragma unroll
+            for (int t = 0; t < 2; t++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const float x = fast_exp2(fmaf(s[t][hf * 2 + e], sl2, -base));
+                    s[t][hf * 2 + e] = x;
+                    sum += x;
+                }
+            l[hf] = l[hf] * corr + sum;
+#pragma unroll
+            for (int t = 0; t < OT; t++) o[t][hf * 2] *= corr, o[t][hf * 2 + 1] *= corr;
+        }
+        const unsigned pa[4] = {pack_bf16(s[0][0], s[0][1]), pack_bf16(s[0][2], s[0][3]), pack_bf16(s[1][0], s[1][1]),
+                                pack_bf16(s[1][2], s[1][3])};
+#pragma unroll
+        for (int dp = 0; dp < OT / 2; dp++) {
+            unsigned b[4];
+            ldsm_x4_trans(b, sptr_add(vfrag, dp * 16));
+            mma(o[2 * dp], pa, b[0], b[1]);
+            mma(o[2 * dp + 1], pa, b[2], b[3]);
+        }
+    }
+    copy_wait<0>();
+    __syncthreads(); // the stage buffers become the warps' reduction tiles
+
+    // Per warp, 16 rows of D + 2 floats: the output, then max and sum.
+    float *red = reinterpret_cast<float *>(flash_smem);
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+        const int r = lane / 4 + hf * 8;
+        float *w = red + (warp * 16 + r) * (D + 2);
+#pragma unroll
+        for (int t = 0; t < OT; t++) w[t * 8 + 2 * (lane % 4)] = o[t][hf * 2], w[t * 8 + 2 * (lane % 4) + 1] = o[t][hf * 2 + 1];
+        const float sum = quad_sum(l[hf]);
+        if (lane % 4 == 0) w[D] = m[hf], w[D + 1] = sum;
+    }
+    __syncthreads();
+    for (int idx = tid; idx < G * D; idx += DTHREADS) {
+        const int r = idx / D, c = idx % D;
+        float M = neg_inf();
+        for (int w = 0; w < DWARPS; w++) M = fmaxf(M, red[(w * 16 + r) * (D + 2) + D]);
+        float acc = 0.f, L = 0.f;
+        if (M != neg_inf()) {
+            for (int w = 0; w < DWARPS; w++) {
+                const float *x = red + (w * 16 + r) * (D + 2);
+                if (x[D] == neg_inf()) continue;
+                const float f = fast_exp2((x[D] - M) * sl2);
+                acc += f * x[c];
+                L += f * x[D + 1];
+            }
+        }
+        partial[((row0 + r) * T + tile) * D + c] = acc;
+        if (c == 0) stats[(row0 + r) * T + tile] = make_float2(M, L);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(COMBINE_THREADS) flash_decode_combine(longctx_attention_params p) {
+    // Up to max_kv_len / DTILE tiles per row. Warp w takes tiles w, w +
+    // CWARPS, ...: each lane reads one tile's statistics, then the warp
+    // walks its tiles with the weights passed by shuffles and every lane
+    // adding CPL columns, so that many loads are in flight and none waits
+    // for another; the warps' sums are added at the end.
+    __shared__ float red[CWARPS][D];
+    __shared__ float redm[CWARPS], redl[CWARPS];
+    const int row = blockIdx.x; // seq * num_heads + head
+    const int seq = row / p.num_heads, head = row % p.num_heads;
+    const int kvh = head / (p.num_heads / p.num_kv_heads);
+    const int len = p.k[seq * p.num_kv_heads + kvh].len;
+    const int T = (p.max_kv_len + DTILE - 1) / DTILE, tiles = (len + DTILE - 1) / DTILE;
+    const long long R = (long long)p.num_seqs * p.num_heads;
+    const float *partial = static_cast<const float *>(p.workspace) + (long long)row * T * D;
+    const float2 *stats = reinterpret_cast<const float2 *>(static_cast<const unsigned char *>(p.workspace) + align16(R * T * D * 4)) + (long long)row * T;
+    const float sl2 = p.scale * LOG2E;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int mine = tiles > warp ? (tiles - warp + CWARPS - 1) / CWARPS : 0; // this warp's tiles
+
+    float M = neg_inf();
+    for (int i = lane; i < mine; i += 32) M = fmaxf(M, stats[warp + i * CWARPS].x);
+    for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+    if (lane == 0) redm[warp] = M;
+    __syncthreads();
+    M = redm[0];
+    for (int w = 1; w < CWARPS; w++) M = fmaxf(M, redm[w]);
+
+    float acc[CPL], L = 0.f;
+#pragma unroll
+    for (int c = 0; c < CPL; c++) acc[c] = 0.f;
+    const int col = lane * CPL;
+    for (int i0 = 0; i0 < mine; i0 += 32) {
+        // A tile no key of which the query sees has max -inf, weight 0 and
+        // an unwritten output, which must not be read as a number.
+        float wt = 0.f;
+        if (i0 + lane < mine) {
+            const float2 st = stats[warp + (i0 + lane) * CWARPS];
+            if (st.x != neg_inf()) {
+                wt = fast_exp2((st.x - M) * sl2);
+                L += wt * st.y;
+            }
+        }
+        const int n = min(32, mine - i0);
+#pragma unroll 8
+        for (int j = 0; j < n; j++) {
+            const float f = __shfl_sync(0xffffffffu, wt, j);
+            const float *x = partial + (long long)(warp + (i0 + j) * CWARPS) * D + col;
+            if (CPL == 4) { // 16-byte aligned: the workspace is, and D is a multiple of 4
+                const float4 v = *reinterpret_cast<const float4 *>(x);
+                acc[0] += f != 0.f ? f * v.x : 0.f;
+                acc[1 % CPL] += f != 0.f ? f * v.y : 0.f;
+                acc[2 % CPL] += f != 0.f ? f * v.z : 0.f;
+                acc[3 % CPL] += f != 0.f ? f * v.w : 0.f;
+            } else if (col < D) {
+#pragma unroll
+                for (int c = 0; c < CPL; c++) acc[c] += f != 0.f ? f * x[c] : 0.f;
+            }
+        }
+    }
+    for (int o = 16; o > 0; o >>= 1) L += __shfl_xor_sync(0xffffffffu, L, o);
+    if (col < D) {
+#pragma unroll
+        for (int c = 0; c < CPL; c++) red[warp][col + c] = acc[c];
+    }
+    if (lane == 0) redl[warp] = L;
+    __syncthreads();
+    if (tid < D) {
+        float sum = 0.f, o = 0.f;
+        for (int w = 0; w < CWARPS; w++) sum += redl[w], o += red[w][tid];
+        bits16 *out = static_cast<bits16 *>(p.out) + (long long)seq * p.out_row_stride + (long long)head * D;
+        out[tid] = f_to_bits(sum > 0.f ? o / sum : 0.f);
+    }
+}
