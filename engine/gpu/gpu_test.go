@@ -231,9 +231,11 @@ func itoa(i int) string { return strconv.Itoa(i) }
 // TestGPUFlashMatchesTransformersSDPA: with the flash plugin's kernels
 // (fp32 scores and softmax, bf16 probabilities) every tiny checkpoint's
 // prompt logits agree with transformers' bf16 SDPA attention within bf16
-// tolerance, and its 24 greedy tokens equal SDPA's up to the first step
-// where SDPA's own top two logits are within that tolerance (a near-tie,
-// where rounding may pick either); the same for eager's logits and tokens.
+// tolerance (on an H100 they are identical), and its 24 greedy tokens equal
+// SDPA's up to the first step where SDPA's own top two logits are within
+// that tolerance (a near-tie, where rounding may pick either). Eager
+// attention is not the reference here: it rounds the scores to bf16, which
+// moves logits by up to ~2 bf16 steps against both (measured 0.12).
 func TestGPUFlashMatchesTransformersSDPA(t *testing.T) {
 	needGPU(t)
 	refs, _ := loadRef(t)
@@ -249,21 +251,20 @@ func TestGPUFlashMatchesTransformersSDPA(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := res[0]
-			for _, impl := range []string{"sdpa", "eager"} {
-				want := ref.Impls[impl]
-				compareLogits(t, impl+" prompt logits", got.PrefillLogits, want.LastLogits)
-				for i := range got.Tokens {
-					if got.Tokens[i] == want.GreedyTokens[i] {
-						continue
-					}
-					if i == 0 || want.StepMargins[i] > logitTolerance(want.LastLogits) {
-						t.Fatalf("tokens differ from %s first at step %d (its top-2 margin there %.4g):\n got %v\nwant %v",
-							impl, i, want.StepMargins[i], got.Tokens, want.GreedyTokens)
-					}
-					t.Logf("tokens part from %s at step %d, a near-tie (top-2 margin %.4g)", impl, i, want.StepMargins[i])
-					break
+			got, want := res[0], ref.Impls["sdpa"]
+			compareLogits(t, "prompt logits", got.PrefillLogits, want.LastLogits)
+			for i := range got.Tokens {
+				if got.Tokens[i] == want.GreedyTokens[i] {
+					continue
 				}
+				// SDPA's step logits are not in the reference; the prompt's
+				// largest logit sets the tolerance.
+				if i == 0 || want.StepMargins[i] > logitTolerance(want.LastLogits) {
+					t.Fatalf("tokens differ first at step %d (SDPA's top-2 margin there %.4g):\n got %v\nwant %v",
+						i, want.StepMargins[i], got.Tokens, want.GreedyTokens)
+				}
+				t.Logf("tokens part at step %d, a near-tie (SDPA's top-2 margin %.4g)", i, want.StepMargins[i])
+				break
 			}
 		})
 	}

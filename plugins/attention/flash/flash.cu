@@ -70,7 +70,10 @@ constexpr int OT = D / 8;  // 8-wide column tiles of the output
 constexpr int BM = 128, BN = FLASH_PREFILL_BN, WARPS = FLASH_PREFILL_WARPS, THREADS = 32 * WARPS;
 // Blocks per SM the registers are budgeted for: 2 at 4 warps and 64-key
 // tiles (255 registers: 128 of output and 64 of scores per thread).
-constexpr int PREFILL_MIN_BLOCKS = BN == 32 && WARPS == 4 ? 3 : 2;
+#ifndef FLASH_PREFILL_MIN_BLOCKS
+#define FLASH_PREFILL_MIN_BLOCKS (BN == 32 && WARPS == 4 ? 3 : 2)
+#endif
+constexpr int PREFILL_MIN_BLOCKS = FLASH_PREFILL_MIN_BLOCKS;
 #define FLASH_PREFILL_BOUNDS THREADS, PREFILL_MIN_BLOCKS
 constexpr int WM = BM / WARPS; // query rows per warp
 constexpr int MT = WM / 16;    // 16-row tiles per warp
@@ -322,8 +325,14 @@ extern "C" __global__ void __launch_bounds__(FLASH_PREFILL_BOUNDS) flash_prefill
     bits16 *sV = sK + BN * LDS;
     __shared__ int range[2][WARPS];
 
-    const int seq = blockIdx.z, head = blockIdx.y;
-    const int q0 = (gridDim.x - 1 - blockIdx.x) * BM; // heavy tiles first
+    // Blocks start in linear order: heads and sequences vary fastest and
+    // query tiles go from the last (the most keys under the causal mask)
+    // to the first, so the heaviest tiles of every head start first and
+    // the lightest fill the end.
+    const unsigned lin = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    const unsigned hs = lin % (gridDim.y * gridDim.z);
+    const int seq = hs / gridDim.y, head = hs % gridDim.y;
+    const int q0 = (gridDim.x - 1 - lin / (gridDim.y * gridDim.z)) * BM;
     const int nq = min(BM, p.num_q - q0);
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int kvh = head / (p.num_heads / p.num_kv_heads);
@@ -482,7 +491,11 @@ extern "C" __global__ void __launch_bounds__(FLASH_PREFILL_BOUNDS) flash_prefill
                 l[mt][hf] = l[mt][hf] * corr + v[0];
                 // Once the rows' maxima settle most tiles leave them be:
                 // skip the multiplications by 1 when the whole warp can.
+#ifdef FLASH_PREFILL_RESCALE_ALWAYS
+                {
+#else
                 if (__any_sync(0xffffffffu, corr != 1.f)) {
+#endif
 #pragma unroll
                     for (int t = 0; t < OT; t++) o[mt][t][hf * 2] *= corr, o[mt][t][hf * 2 + 1] *= corr;
                 }

@@ -61,6 +61,8 @@ type geometry struct {
 	prefillWarps int // share a prefill block's 128 query rows
 	prefillBN    int // keys per step of a prefill block: 32 or 64
 	decodeTile   int // keys per flash_decode block, a multiple of decodeStage
+	// Experiments: extra --define-macro options for flash.cu.
+	defines []string
 }
 
 var defaultGeometry = geometry{prefillWarps: 4, prefillBN: 64, decodeTile: 256}
@@ -102,6 +104,9 @@ func kernels(m sdk.ModelShape, dtype string, geo geometry) ([]sdk.Kernel, error)
 		fmt.Sprintf("--define-macro=FLASH_EXPECT_THREADS=%d", 32*geo.prefillWarps),
 		fmt.Sprintf("--define-macro=FLASH_EXPECT_DECODE_THREADS=%d", decodeThreads),
 		fmt.Sprintf("--define-macro=FLASH_EXPECT_COMBINE_THREADS=%d", combineThreads),
+	}
+	for _, d := range geo.defines {
+		opts = append(opts, "--define-macro="+d)
 	}
 	kernel := func(role, entry string, l sdk.Launch) sdk.Kernel {
 		l.BlockY, l.BlockZ = 1, 1
