@@ -16,7 +16,7 @@ func TestDefaultSweeps(t *testing.T) {
 		cells   int
 	}{
 		{"cpu", defaultSweep, "", 2 * 2 * 2 * 3 * 2},
-		{"gpu", defaultSweepGPU, backendCUDA, 1 * 2 * 1 * 4 * 1},
+		{"gpu", defaultSweepGPU, backendCUDA, 1 * 2 * 2 * 4 * 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

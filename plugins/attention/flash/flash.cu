@@ -325,14 +325,15 @@ extern "C" __global__ void __launch_bounds__(FLASH_PREFILL_BOUNDS) flash_prefill
     bits16 *sV = sK + BN * LDS;
     __shared__ int range[2][WARPS];
 
-    // Blocks start in linear order: heads and sequences vary fastest and
-    // query tiles go from the last (the most keys under the causal mask)
-    // to the first, so the heaviest tiles of every head start first and
-    // the lightest fill the end.
+    // Blocks start in linear order. One sequence after another (the blocks
+    // running at a time then share its K and V in L2); within a sequence
+    // heads vary fastest and query tiles go from the last (the most keys
+    // under the causal mask) to the first, so the heaviest tiles of every
+    // head start first and the lightest fill the end.
     const unsigned lin = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
-    const unsigned hs = lin % (gridDim.y * gridDim.z);
-    const int seq = hs / gridDim.y, head = hs % gridDim.y;
-    const int q0 = (gridDim.x - 1 - lin / (gridDim.y * gridDim.z)) * BM;
+    const unsigned perSeq = gridDim.x * gridDim.y, inSeq = lin % perSeq;
+    const int seq = lin / perSeq, head = inSeq % gridDim.y;
+    const int q0 = (gridDim.x - 1 - inSeq / gridDim.y) * BM;
     const int nq = min(BM, p.num_q - q0);
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int kvh = head / (p.num_heads / p.num_kv_heads);
