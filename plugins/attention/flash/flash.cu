@@ -60,14 +60,18 @@ constexpr int LDS = D + 8; // bf16 pitch of shared Q, K, V rows: 16-byte rows, l
 constexpr int KT = D / 16; // 16-wide k steps of Q·Kᵀ
 constexpr int OT = D / 8;  // 8-wide column tiles of the output
 
-// Prefill geometry. FLASH_PREFILL_WARPS (default 4) share the 128 rows.
+// Prefill geometry. FLASH_PREFILL_WARPS (default 4) share the block's
+// FLASH_PREFILL_ROWS query rows (default 128).
 #ifndef FLASH_PREFILL_WARPS
 #define FLASH_PREFILL_WARPS 4
 #endif
 #ifndef FLASH_PREFILL_BN
 #define FLASH_PREFILL_BN 64
 #endif
-constexpr int BM = 128, BN = FLASH_PREFILL_BN, WARPS = FLASH_PREFILL_WARPS, THREADS = 32 * WARPS;
+#ifndef FLASH_PREFILL_ROWS
+#define FLASH_PREFILL_ROWS 128
+#endif
+constexpr int BM = FLASH_PREFILL_ROWS, BN = FLASH_PREFILL_BN, WARPS = FLASH_PREFILL_WARPS, THREADS = 32 * WARPS;
 // Blocks per SM the registers are budgeted for: 2 at 4 warps and 64-key
 // tiles (255 registers: 128 of output and 64 of scores per thread).
 #ifndef FLASH_PREFILL_MIN_BLOCKS

@@ -28,7 +28,6 @@ var cudaSource string
 // Launch geometry of flash.cu. The kernels static_assert that these equal
 // their own constants (FLASH_EXPECT_*), so the two cannot drift apart.
 const (
-	prefillTileQ = 128 // query rows per flash_prefill block
 	// A flash_decode block owns geometry.decodeTile keys of one KV head and
 	// streams them through decodeBuffers shared-memory stages of
 	// decodeStage keys.
@@ -40,7 +39,7 @@ const (
 
 // prefillSharedMem is flash_prefill's dynamic shared memory: Q, K and V
 // tiles of rows padded to d+8 bf16.
-func (g geometry) prefillSharedMem(d int) int { return (prefillTileQ + 2*g.prefillBN) * (d + 8) * 2 }
+func (g geometry) prefillSharedMem(d int) int { return (g.prefillRows + 2*g.prefillBN) * (d + 8) * 2 }
 
 // decodeSharedMem is flash_decode's: the K and V stage buffers (overlaid
 // at the end by the warps' reduction tiles, 16 rows of d+2 floats each),
@@ -58,14 +57,15 @@ const combineThreads = 512
 // geometry is what may vary between builds of flash.cu; benchmarks try
 // other values.
 type geometry struct {
-	prefillWarps int // share a prefill block's 128 query rows
+	prefillRows  int // query rows per prefill block, 16 or 32 per warp
+	prefillWarps int // share a prefill block's query rows
 	prefillBN    int // keys per step of a prefill block: 32 or 64
 	decodeTile   int // keys per flash_decode block, a multiple of decodeStage
 	// Experiments: extra --define-macro options for flash.cu.
 	defines []string
 }
 
-var defaultGeometry = geometry{prefillWarps: 4, prefillBN: 64, decodeTile: 256}
+var defaultGeometry = geometry{prefillRows: 128, prefillWarps: 4, prefillBN: 64, decodeTile: 256}
 
 // Kernels returns the CUDA kernels for model shape m in dtype: the
 // attention.prefill role (flash_prefill) and the attention.decode role
@@ -96,7 +96,8 @@ func kernels(m sdk.ModelShape, dtype string, geo geometry) ([]sdk.Kernel, error)
 		fmt.Sprintf("--define-macro=FLASH_GROUP=%d", group),
 		fmt.Sprintf("--define-macro=FLASH_EXPECT_PREFILL_SMEM=%d", geo.prefillSharedMem(d)),
 		fmt.Sprintf("--define-macro=FLASH_EXPECT_DECODE_SMEM=%d", decodeSharedMem(d)),
-		fmt.Sprintf("--define-macro=FLASH_EXPECT_TILE_Q=%d", prefillTileQ),
+		fmt.Sprintf("--define-macro=FLASH_PREFILL_ROWS=%d", geo.prefillRows),
+		fmt.Sprintf("--define-macro=FLASH_EXPECT_TILE_Q=%d", geo.prefillRows),
 		fmt.Sprintf("--define-macro=FLASH_DECODE_TILE=%d", geo.decodeTile),
 		fmt.Sprintf("--define-macro=FLASH_EXPECT_TILE_KV=%d", geo.decodeTile),
 		fmt.Sprintf("--define-macro=FLASH_PREFILL_WARPS=%d", geo.prefillWarps),
@@ -113,7 +114,7 @@ func kernels(m sdk.ModelShape, dtype string, geo geometry) ([]sdk.Kernel, error)
 		return sdk.Kernel{Role: role, ABIVersion: 2, CUDASource: cudaSource, Entry: entry, Launch: l, CompileOptions: opts}
 	}
 	ks := []sdk.Kernel{
-		kernel(sdk.RoleAttentionPrefill, "flash_prefill", sdk.Launch{Grid: sdk.GridQTilesHeadsSeqs, BlockX: 32 * geo.prefillWarps, TileQ: prefillTileQ, SharedMemBytes: geo.prefillSharedMem(d)}),
+		kernel(sdk.RoleAttentionPrefill, "flash_prefill", sdk.Launch{Grid: sdk.GridQTilesHeadsSeqs, BlockX: 32 * geo.prefillWarps, TileQ: geo.prefillRows, SharedMemBytes: geo.prefillSharedMem(d)}),
 		kernel(sdk.RoleAttentionDecode, "flash_decode", sdk.Launch{Grid: sdk.GridKVTilesKVHeadsSeqs, BlockX: decodeThreads, TileKV: geo.decodeTile, SharedMemBytes: decodeSharedMem(d)}),
 		kernel(sdk.RoleAttentionDecode, "flash_decode_combine", sdk.Launch{Grid: sdk.GridRows, BlockX: combineThreads, TileQ: 1}),
 	}

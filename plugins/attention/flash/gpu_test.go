@@ -72,15 +72,16 @@ func geometryRoles(geo geometry) func(tb testing.TB, env *gputest.Env, c attngpu
 
 // otherGeometries are the builds the geometry benchmarks compare with the
 // default one (and TestGPUFlashGeometry checks, for the code paths they
-// take: 16 query rows per warp, 32-key prefill steps, several decode
-// stages per block). Each lost to the default on an H100
+// take: 16 query rows per warp, 64-row blocks, 32-key prefill steps,
+// several decode stages per block). Each lost to the default on an H100
 // (bench/RESULTS.md).
 var otherGeometries = []geometry{
-	{prefillWarps: 8, prefillBN: 32, decodeTile: 1024, defines: []string{"FLASH_PREFILL_RESCALE_ALWAYS"}},
+	{prefillRows: 128, prefillWarps: 8, prefillBN: 32, decodeTile: 1024, defines: []string{"FLASH_PREFILL_RESCALE_ALWAYS"}},
+	{prefillRows: 64, prefillWarps: 4, prefillBN: 64, decodeTile: 512, defines: []string{"FLASH_PREFILL_MIN_BLOCKS=3"}},
 }
 
 func (g geometry) String() string {
-	s := fmt.Sprintf("warps%d_bn%d_tile%d", g.prefillWarps, g.prefillBN, g.decodeTile)
+	s := fmt.Sprintf("rows%d_warps%d_bn%d_tile%d", g.prefillRows, g.prefillWarps, g.prefillBN, g.decodeTile)
 	for _, d := range g.defines {
 		s += "_" + d
 	}
