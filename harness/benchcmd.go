@@ -295,16 +295,7 @@ func (g *benchGPU) Close() error {
 
 // role compiles and loads the kernels of one role.
 func (g *benchGPU) role(plugin string, all []sdk.Kernel, name string) (*kernelrun.Role, error) {
-	var ks []sdk.Kernel
-	for _, k := range all {
-		if k.Role == name {
-			ks = append(ks, k)
-		}
-	}
-	if len(ks) == 0 {
-		return nil, fmt.Errorf("the plugin delivered no %s kernel for the GPU", name)
-	}
-	return kernelrun.NewRole(g.drv, ks, kernelrun.Config{Plugin: plugin, Arch: g.info.Arch(), DType: "bf16", Compile: kernelrun.NVRTC(g.nvrtc, g.cache)})
+	return kernelrun.NewRoleOf(g.drv, all, name, kernelrun.Config{Plugin: plugin, Arch: g.info.Arch(), DType: "bf16", Compile: kernelrun.NVRTC(g.nvrtc, g.cache)})
 }
 
 func runBenchAttention(cmd *cobra.Command, f benchAttnFlags) error {

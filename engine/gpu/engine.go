@@ -284,16 +284,7 @@ func (e *Engine) setup() error {
 
 // role compiles the kernels of one role from a plugin's list.
 func (e *Engine) role(name string, all []sdk.Kernel, arch string) (*kernelrun.Role, error) {
-	var ks []sdk.Kernel
-	for _, k := range all {
-		if k.Role == name {
-			ks = append(ks, k)
-		}
-	}
-	if len(ks) == 0 {
-		return nil, fmt.Errorf("the plugin delivered no %s kernel for the GPU", name)
-	}
-	r, err := kernelrun.NewRole(e.drv, ks, kernelrun.Config{Plugin: name, Arch: arch, DType: "bf16", Compile: kernelrun.NVRTC(e.nvrtc, e.cache)})
+	r, err := kernelrun.NewRoleOf(e.drv, all, name, kernelrun.Config{Plugin: name, Arch: arch, DType: "bf16", Compile: kernelrun.NVRTC(e.nvrtc, e.cache)})
 	if err != nil {
 		return nil, fmt.Errorf("%s kernels: %w", name, err)
 	}

@@ -99,6 +99,21 @@ func abiHeaders() (map[string]string, error) {
 	return out, nil
 }
 
+// NewRoleOf is NewRole for the kernels of role among all of a plugin's
+// kernels (in their order); it fails when there are none.
+func NewRoleOf(d Driver, all []sdk.Kernel, role string, cfg Config) (*Role, error) {
+	var ks []sdk.Kernel
+	for _, k := range all {
+		if k.Role == role {
+			ks = append(ks, k)
+		}
+	}
+	if len(ks) == 0 {
+		return nil, fmt.Errorf("the plugin delivered no %s kernel for the GPU", role)
+	}
+	return NewRole(d, ks, cfg)
+}
+
 // NewRole compiles (CUDA source) or takes (PTX, cubin) the kernels of one
 // role, loads them and raises the dynamic shared memory limit of those
 // that need more than 48 KiB. kernels are in launch order and all of one

@@ -169,6 +169,29 @@ func TestRoleLoadsPTXAndCubin(t *testing.T) {
 	}
 }
 
+// TestNewRoleOf: a role's kernels are picked out of a plugin's list in
+// their order; a role without kernels is an error that names it.
+func TestNewRoleOf(t *testing.T) {
+	d := &fakeDriver{}
+	decode := prefillKernels()[1]
+	decode.Role, decode.Entry = sdk.RoleAttentionDecode, "dec"
+	all := append([]sdk.Kernel{decode}, prefillKernels()...)
+	r, err := NewRoleOf(d, all, sdk.RoleAttentionPrefill, Config{Plugin: "eager", Arch: "sm_90a", DType: "bf16", Compile: recordingCompiler(new([]compileCall))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []string
+	for _, k := range r.Kernels() {
+		entries = append(entries, k.Entry)
+	}
+	if fmt.Sprint(entries) != "[qk1 softmax2 pv3]" {
+		t.Errorf("prefill kernels %v", entries)
+	}
+	if _, err := NewRoleOf(d, all, sdk.RoleKVScore, Config{Plugin: "eager"}); err == nil || !strings.Contains(err.Error(), "no kv.score kernel") {
+		t.Errorf("a role without kernels: %v", err)
+	}
+}
+
 func TestRoleErrors(t *testing.T) {
 	for _, tt := range []struct {
 		name    string

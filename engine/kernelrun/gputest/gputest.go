@@ -113,20 +113,11 @@ func (e *Env) Device() sdk.Device {
 // for bf16; it fails the test when the plan has none.
 func (e *Env) Role(plugin string, kernels []sdk.Kernel, role string) *kernelrun.Role {
 	e.TB.Helper()
-	var ks []sdk.Kernel
-	for _, k := range kernels {
-		if k.Role == role {
-			ks = append(ks, k)
-		}
-	}
-	if len(ks) == 0 {
-		e.TB.Fatalf("plugin %s delivered no %s kernels", plugin, role)
-	}
-	r, err := kernelrun.NewRole(e.D, ks, kernelrun.Config{
+	r, err := kernelrun.NewRoleOf(e.D, kernels, role, kernelrun.Config{
 		Plugin: plugin, Arch: e.Info.Arch(), DType: "bf16", Compile: kernelrun.NVRTC(e.NVRTC, e.Cache),
 	})
 	if err != nil {
-		e.TB.Fatal(err)
+		e.TB.Fatalf("plugin %s: %v", plugin, err)
 	}
 	e.TB.Cleanup(func() {
 		if err := r.Close(); err != nil {
