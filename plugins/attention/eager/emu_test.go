@@ -1,7 +1,6 @@
 package eager
 
 import (
-	"fmt"
 	"testing"
 
 	"github.com/longctx/longctx/plugins/attention/internal/hostemu"
@@ -14,22 +13,11 @@ import (
 // reference that rounds as they should. It checks the kernels' logic where
 // CI has no GPU; the GPU tests check the real thing.
 func TestKernelsOnHostEmulator(t *testing.T) {
-	dir := hostemu.Prepare(t, cudaSource)
-	for _, m := range []sdk.ModelShape{
+	hostemu.RunShapes(t, cudaSource, "testdata/emu_run.cpp", []sdk.ModelShape{
 		{NumLayers: 1, NumHeads: 4, NumKVHeads: 2, HeadDim: 16},
 		{NumLayers: 1, NumHeads: 2, NumKVHeads: 2, HeadDim: 32},
 		{NumLayers: 1, NumHeads: 8, NumKVHeads: 2, HeadDim: 128},
 		{NumLayers: 1, NumHeads: 24, NumKVHeads: 2, HeadDim: 16}, // 12 heads per KV head: two register passes
 		{NumLayers: 1, NumHeads: 4, NumKVHeads: 2, HeadDim: 256},
-	} {
-		ks, err := Kernels(m, "bf16")
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := fmt.Sprintf("d%dg%d", m.HeadDim, m.NumHeads/m.NumKVHeads)
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			hostemu.Run(t, dir.Build(t, "testdata/emu_run.cpp", name, ks[0].CompileOptions))
-		})
-	}
+	}, func(m sdk.ModelShape) ([]sdk.Kernel, error) { return Kernels(m, "bf16") })
 }

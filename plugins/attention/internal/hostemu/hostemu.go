@@ -2,11 +2,13 @@
 // host C++ compiler against a CPU emulation of the CUDA they use
 // (emu_cuda.h: threads, barriers, shuffles, cp.async, ldmatrix, mma.sync;
 // mma.h: WMMA; cuda_bf16.h), so that the kernels' logic is tested where CI
-// has no GPU. The GPU tests check the real thing.
+// has no GPU; emu_attention.h holds the problems and checks that every
+// attention plugin's driver shares. The GPU tests check the real thing.
 package hostemu
 
 import (
 	"embed"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -15,24 +17,25 @@ import (
 	"testing"
 
 	"github.com/longctx/longctx/kernels/abi"
+	"github.com/longctx/longctx/plugins/sdk"
 )
 
-//go:embed emu_cuda.h mma.h cuda_bf16.h
+//go:embed emu_cuda.h mma.h cuda_bf16.h emu_attention.h
 var headers embed.FS
 
-// Dir is a folder holding the emulation headers, the ABI headers (as
+// dir is a folder holding the emulation headers, the ABI headers (as
 // longctx/abi/...) and a kernel source rewritten for the emulation.
-type Dir struct {
-	Path string
+type dir struct {
+	path string
 	cxx  string
 }
 
-// Prepare writes the headers and source into a fresh temporary folder as
+// prepare writes the headers and source into a fresh temporary folder as
 // kernel_emu.cu, which a test's driver program #includes. __shared__
 // variables become static (the emulation runs one block at a time) and
 // the dynamic shared array an extern the driver defines. It skips the test
 // without a C++ compiler, or with -short: the emulation takes a while.
-func Prepare(t *testing.T, source string) *Dir {
+func prepare(t *testing.T, source string) *dir {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: the emulation takes a while")
@@ -41,7 +44,7 @@ func Prepare(t *testing.T, source string) *Dir {
 	if err != nil {
 		t.Skip("no C++ compiler on PATH")
 	}
-	dir := t.TempDir()
+	tmp := t.TempDir()
 	write := func(path string, b []byte) {
 		t.Helper()
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -54,7 +57,7 @@ func Prepare(t *testing.T, source string) *Dir {
 	for _, fsys := range []struct {
 		fs  embed.FS
 		dir string
-	}{{headers, dir}, {abi.Headers, filepath.Join(dir, "longctx", "abi")}} {
+	}{{headers, tmp}, {abi.Headers, filepath.Join(tmp, "longctx", "abi")}} {
 		err := fs.WalkDir(fsys.fs, ".", func(path string, e fs.DirEntry, err error) error {
 			if err != nil || e.IsDir() {
 				return err
@@ -71,16 +74,16 @@ func Prepare(t *testing.T, source string) *Dir {
 	}
 	src := strings.ReplaceAll(source, "extern __shared__", "extern")
 	src = strings.ReplaceAll(src, "__shared__", "static")
-	write(filepath.Join(dir, "kernel_emu.cu"), []byte(src))
-	return &Dir{Path: dir, cxx: cxx}
+	write(filepath.Join(tmp, "kernel_emu.cu"), []byte(src))
+	return &dir{path: tmp, cxx: cxx}
 }
 
-// Build compiles the driver program at driver (a test's testdata file)
+// build compiles the driver program at driver (a test's testdata file)
 // with the kernel's compile options (NVRTC --define-macro=X become -DX)
 // into an executable named name and returns its path.
-func (d *Dir) Build(t *testing.T, driver, name string, compileOptions []string) string {
+func (d *dir) build(t *testing.T, driver, name string, compileOptions []string) string {
 	t.Helper()
-	args := []string{"-std=c++17", "-O2", "-ffp-contract=off", "-pthread", "-w", "-I", d.Path, "-DLONGCTX_DTYPE=2"}
+	args := []string{"-std=c++17", "-O2", "-ffp-contract=off", "-pthread", "-w", "-I", d.path, "-DLONGCTX_DTYPE=2"}
 	for _, o := range compileOptions {
 		if def, ok := strings.CutPrefix(o, "--define-macro="); ok {
 			args = append(args, "-D"+def)
@@ -90,20 +93,38 @@ func (d *Dir) Build(t *testing.T, driver, name string, compileOptions []string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(d.Path, name)
+	bin := filepath.Join(d.path, name)
 	if out, err := exec.Command(d.cxx, append(args, "-o", bin, abs)...).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", d.cxx, err, out)
 	}
 	return bin
 }
 
-// Run runs a built driver, logs its output and fails the test when it
+// run runs a built driver, logs its output and fails the test when it
 // exits non-zero (the driver prints which case disagreed).
-func Run(t *testing.T, bin string) {
+func run(t *testing.T, bin string) {
 	t.Helper()
 	out, err := exec.Command(bin).CombinedOutput()
 	t.Logf("%s", out)
 	if err != nil {
 		t.Fatalf("emulated kernels disagree with the reference: %v", err)
+	}
+}
+
+// RunShapes builds the driver once per model shape, with the compile
+// options of the kernels the plugin returns for it (the first kernel's:
+// a plugin's kernels share them), and runs the builds in parallel.
+func RunShapes(t *testing.T, source, driver string, shapes []sdk.ModelShape, kernels func(sdk.ModelShape) ([]sdk.Kernel, error)) {
+	d := prepare(t, source)
+	for _, m := range shapes {
+		ks, err := kernels(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := fmt.Sprintf("d%dg%d", m.HeadDim, m.NumHeads/m.NumKVHeads)
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			run(t, d.build(t, driver, name, ks[0].CompileOptions))
+		})
 	}
 }
