@@ -338,27 +338,7 @@ func BenchmarkGPUGemmPrefillShapes(b *testing.B) {
 				for range 3 {
 					must(b, h.GemmBF16(s, spec, y, x, w, bias))
 				}
-				start, err := g.d.EventCreate(0)
-				must(b, err)
-				defer g.d.EventDestroy(start)
-				end, err := g.d.EventCreate(0)
-				must(b, err)
-				defer g.d.EventDestroy(end)
-				must(b, g.d.StreamSynchronize(s))
-
-				b.ResetTimer()
-				must(b, g.d.EventRecord(start, s))
-				for i := 0; i < b.N; i++ {
-					if err := h.GemmBF16(s, spec, y, x, w, bias); err != nil {
-						b.Fatal(err)
-					}
-				}
-				must(b, g.d.EventRecord(end, s))
-				must(b, g.d.EventSynchronize(end))
-				b.StopTimer()
-				el, err := g.d.EventElapsed(start, end)
-				must(b, err)
-				per := el.Seconds() / float64(b.N)
+				per := timeOnStream(b, g, s, func(int) error { return h.GemmBF16(s, spec, y, x, w, bias) }).Seconds()
 				flops := 2 * float64(sh.m) * float64(sh.n) * float64(sh.k)
 				b.ReportMetric(per*1e6, "us/gemm")
 				b.ReportMetric(flops/per/1e12, "TFLOP/s")
