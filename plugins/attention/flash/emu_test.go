@@ -21,5 +21,7 @@ func TestKernelsOnHostEmulator(t *testing.T) {
 		{NumLayers: 1, NumHeads: 8, NumKVHeads: 2, HeadDim: 64},
 		{NumLayers: 1, NumHeads: 8, NumKVHeads: 2, HeadDim: 128},
 		{NumLayers: 1, NumHeads: 32, NumKVHeads: 2, HeadDim: 16}, // 16 query heads per KV head: a full tile
-	}, func(m sdk.ModelShape) ([]sdk.Kernel, error) { return Kernels(m, "bf16") })
+	}, func(m sdk.ModelShape) ([]sdk.Kernel, error) {
+		return Kernels(m, sdk.Device{Kind: "cuda", Arch: "sm_80", DType: "bf16"}, PrefillAuto)
+	})
 }

@@ -3,7 +3,8 @@
 // bf16 once, as the A operand of the P·V tensor-core product (as
 // FlashAttention-2 does).
 //
-// Prefill (role attention.prefill): flash_prefill. A block of 4 warps owns
+// Prefill (role attention.prefill): flash_prefill_sm90 on Hopper (see
+// there), flash_prefill elsewhere. A flash_prefill block of 4 warps owns
 // 128 query rows of one head, 32 per warp (two 16-row tensor-core tiles,
 // so each K or V fragment read from shared memory feeds two products), and
 // walks the keys 64 at a time: S = Q·Kᵀ in registers (mma.sync
@@ -553,6 +554,336 @@ extern "C" __global__ void __launch_bounds__(FLASH_PREFILL_BOUNDS) flash_prefill
             }
         }
 }
+
+// Prefill on Hopper (sm_90a): flash_prefill_sm90, chosen by the Go side
+// for head dims 64 and 128 (FLASH_SM90). The same algorithm with
+// warpgroup tensor-core products (wgmma), which read both operands of
+// S = Q·Kᵀ and the B operand of P·V straight from shared memory and leave
+// the threads free while they run. A block of 2 warpgroups owns 128 query
+// rows of one head (64 per warpgroup, 16 per warp) and walks the keys
+// FLASH_SM90_BN (default 64) at a time; P stays in registers as the A
+// operand of P·V. Software pipeline per key tile i: the scores of tile
+// i + 1 run on the tensor cores while the threads do tile i's softmax,
+// then P·V(i); K and V are double-buffered and copied (cp.async) a tile
+// ahead, so one barrier per tile suffices. Shared tiles use the 128-byte
+// swizzle wgmma reads: a tile is D/64 panels of 64 columns, rows of 128
+// bytes, 16-byte chunk c of row r stored at chunk c ^ (r % 8), each panel
+// 1024-byte aligned. There is no host emulation of wgmma: the GPU tests
+// check this kernel, the emulator flash_prefill.
+#ifdef FLASH_SM90
+#ifndef __CUDA_ARCH_FEAT_SM90_ALL
+#error "FLASH_SM90: the wgmma prefill needs an sm_90a target"
+#endif
+namespace flash90 {
+
+using flash::bits16;
+using flash::D;
+
+#ifndef FLASH_SM90_BN
+#define FLASH_SM90_BN 128
+#endif
+constexpr int HBM = 128, HBN = FLASH_SM90_BN, HTHREADS = 256, HWARPS = HTHREADS / 32;
+static_assert(D == 64 || D == 128, "the sm_90 prefill takes head dims 64 and 128");
+static_assert(HBN == 64 || HBN == 128, "sm_90 prefill key tile: 64 or 128");
+constexpr int HQ_BYTES = HBM * D * 2, HKV_BYTES = HBN * D * 2;
+constexpr int HSMEM = HQ_BYTES + 4 * HKV_BYTES + 1024; // Q, K and V twice, 1024-byte alignment
+constexpr int HNT = HBN / 8;                          // 8-key score tiles per row
+#ifdef FLASH_EXPECT_SM90_SMEM
+static_assert(FLASH_EXPECT_SM90_SMEM == HSMEM, "Go's flash_prefill_sm90 shared memory differs from the kernel's");
+#endif
+
+// Byte offset of 16-byte chunk c of row r in a swizzled tile of ROWS rows.
+template <int ROWS> __device__ __forceinline__ unsigned swizzled(int r, int c) {
+    return (c / 8) * (ROWS * 128) + r * 128 + (((c % 8) ^ (r % 8)) << 4);
+}
+
+// Starts copying rows [0, n) of a D-wide bf16 matrix (rows stride elements
+// apart) into a swizzled tile and zeroes rows [n, ROWS).
+template <int ROWS> __device__ __forceinline__ void load_tile(unsigned char *dst, const bits16 *src, long long stride, int n, bool vec) {
+    constexpr int CH = D / 8;
+    static_assert(ROWS * CH % HTHREADS == 0, "whole chunks per thread");
+    if (vec) {
+#pragma unroll
+        for (int k = 0; k < ROWS * CH / HTHREADS; k++) {
+            const int idx = threadIdx.x + k * HTHREADS, r = idx / CH, c = idx % CH;
+            unsigned char *d = dst + swizzled<ROWS>(r, c);
+            if (r < n) flash::copy16_async(d, src + r * stride + c * 8);
+            else *reinterpret_cast<uint4 *>(d) = make_uint4(0u, 0u, 0u, 0u);
+        }
+    } else {
+        for (int idx = threadIdx.x; idx < ROWS * D; idx += HTHREADS) {
+            const int r = idx / D, col = idx % D;
+            reinterpret_cast<bits16 *>(dst + swizzled<ROWS>(r, col / 8))[col % 8] = r < n ? src[r * stride + col] : (bits16)0;
+        }
+    }
+}
+
+// A wgmma shared-memory matrix descriptor: start address, leading and
+// stride byte offsets (each in 16-byte units), 128-byte swizzle.
+__device__ __forceinline__ unsigned long long descriptor(unsigned addr, unsigned lead, unsigned stride) {
+    return (unsigned long long)((addr & 0x3ffff) >> 4) | (unsigned long long)(lead >> 4) << 16 |
+           (unsigned long long)(stride >> 4) << 32 | 1ull << 62;
+}
+
+// Shared memory written by this thread's generic stores and cp.async
+// copies becomes visible to wgmma (the async proxy) after this fence and
+// a barrier.
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
+// Ties registers to this point, so that the compiler neither reads an
+// accumulator before the wgmma that writes it has been waited for nor
+// moves a write past the wgmma that reads it.
+template <int N> __device__ __forceinline__ void pin(float (&r)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
+}
+
+// d (+)= a · b for one warpgroup, a 64×16 and b 16×N bf16, d 64×N fp32
+// (per warp 16 rows, laid out as mma.sync's accumulators, one 8-column
+// tile after another). _ss: a and b from shared memory, both K-major;
+// accumulate 0 overwrites d. _rs: a from registers (mma.sync's A
+// fragment), b MN-major (transposed), d accumulated.
+__device__ __forceinline__ void wgmma_ss(float (&d)[32], unsigned long long da, unsigned long long db, int accumulate) {
+    asm volatile("{ .reg .pred p; setp.ne.b32 p, %34, 0;"
+                 " wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0; }"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                 : "l"(da), "l"(db), "r"(accumulate));
+}
+__device__ __forceinline__ void wgmma_ss(float (&d)[64], unsigned long long da, unsigned long long db, int accumulate) {
+    asm volatile("{ .reg .pred p; setp.ne.b32 p, %66, 0;"
+                 " wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0; }"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+                 : "l"(da), "l"(db), "r"(accumulate));
+}
+__device__ __forceinline__ void wgmma_rs(float (&d)[32], const unsigned (&a)[4], unsigned long long db) {
+    asm volatile("{ .reg .pred p; setp.eq.u32 p, 1, 1;"
+                 " wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, 1; }"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
+}
+__device__ __forceinline__ void wgmma_rs(float (&d)[64], const unsigned (&a)[4], unsigned long long db) {
+    asm volatile("{ .reg .pred p; setp.eq.u32 p, 1, 1;"
+                 " wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 1; }"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
+}
+
+
+} // namespace flash90
+
+extern "C" __global__ void __launch_bounds__(flash90::HTHREADS, 1) flash_prefill_sm90(longctx_attention_params p) {
+    using namespace flash90;
+    using flash::neg_inf;
+    using flash::fast_exp2;
+    extern __shared__ __align__(16) unsigned char flash_smem[];
+    __shared__ int range[2][HWARPS];
+    unsigned char *sQ = flash_smem + ((1024 - flash::smem_addr(flash_smem) % 1024) % 1024);
+    unsigned char *sK = sQ + HQ_BYTES;         // [2][HKV_BYTES]
+    unsigned char *sV = sK + 2 * HKV_BYTES;    // [2][HKV_BYTES]
+
+    // Block order as flash_prefill's: sequence by sequence, heaviest query
+    // tiles of every head first.
+    const unsigned lin = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    const unsigned perSeq = gridDim.x * gridDim.y, inSeq = lin % perSeq;
+    const int seq = lin / perSeq, head = inSeq % gridDim.y;
+    const int q0 = (gridDim.x - 1 - inSeq / gridDim.y) * HBM;
+    const int nq = min(HBM, p.num_q - q0);
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, wg = tid / 128;
+    const int kvh = head / (p.num_heads / p.num_kv_heads);
+    const longctx_kv_head kh = p.k[seq * p.num_kv_heads + kvh];
+    const longctx_kv_head vh = p.v[seq * p.num_kv_heads + kvh];
+    const long long qrow0 = (long long)seq * p.num_q + q0;
+    const bits16 *qsrc = static_cast<const bits16 *>(p.q) + qrow0 * p.q_row_stride + (long long)head * D;
+    const int *qpos = p.q_pos + qrow0;
+    const int window = p.sliding_window;
+
+    int lo = tid < nq ? qpos[tid] : 0x7fffffff, hi = tid < nq ? qpos[tid] : -0x7fffffff - 1;
+    for (int o = 16; o > 0; o >>= 1) {
+        lo = min(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+        hi = max(hi, __shfl_xor_sync(0xffffffffu, hi, o));
+    }
+    if (lane == 0) range[0][warp] = lo, range[1][warp] = hi;
+    __syncthreads();
+    int qmin = range[0][0], qmax = range[1][0];
+    for (int w = 1; w < HWARPS; w++) qmin = min(qmin, range[0][w]), qmax = max(qmax, range[1][w]);
+    const int *kpos = kh.pos;
+    const int kend = flash::lower_bound(kpos, kh.len, (long long)qmax + 1);
+    const int kbegin = window > 0 ? flash::lower_bound(kpos, kend, (long long)qmin - window + 1) : 0;
+    const int kfull = flash::lower_bound(kpos, kend, (long long)qmin + 1);
+    const int kwin = window > 0 ? flash::lower_bound(kpos, kend, (long long)qmax - window + 1) : 0;
+
+    const bits16 *ksrc = static_cast<const bits16 *>(kh.data);
+    const bits16 *vsrc = static_cast<const bits16 *>(vh.data);
+    const bool vq = flash::aligned(qsrc, 16) && p.q_row_stride % 8 == 0;
+    const bool vk = flash::aligned(ksrc, 16) && kh.row_stride % 8 == 0;
+    const bool vv = flash::aligned(vsrc, 16) && vh.row_stride % 8 == 0;
+
+    // Tile i is keys [kbegin + i HBN, +HBN); K(i) and V(i) live in buffer
+    // i % 2. Copy groups: {Q, K(0)}, then {V(0), K(1)}, then per tile i
+    // {V(i+1), K(i+2)}, issued once tile i's barrier shows that every
+    // warp is done with S(i) and P·V(i-1), the buffers they overwrite.
+    const int tiles = (kend - kbegin + HBN - 1) / HBN;
+    auto load_k = [&](int i) {
+        if (i < tiles) load_tile<HBN>(sK + (i & 1) * HKV_BYTES, ksrc + (long long)(kbegin + i * HBN) * kh.row_stride, kh.row_stride, min(HBN, kend - kbegin - i * HBN), vk);
+    };
+    auto load_v = [&](int i) {
+        if (i < tiles) load_tile<HBN>(sV + (i & 1) * HKV_BYTES, vsrc + (long long)(kbegin + i * HBN) * vh.row_stride, vh.row_stride, min(HBN, kend - kbegin - i * HBN), vv);
+    };
+    load_tile<HBM>(sQ, qsrc, p.q_row_stride, nq, vq);
+    load_k(0);
+    flash::copy_commit();
+    load_v(0);
+    load_k(1);
+    flash::copy_commit();
+
+    float o[D / 2];
+#pragma unroll
+    for (int i = 0; i < D / 2; i++) o[i] = 0.f;
+    float m[2] = {neg_inf(), neg_inf()}, l[2] = {0.f, 0.f};
+    const float sl2 = p.scale * flash::LOG2E;
+    // This thread's rows of the block: r0 and r0 + 8.
+    const int r0 = wg * 64 + (warp % 4) * 16 + lane / 4;
+    const unsigned qaddr = flash::smem_addr(sQ) + wg * 64 * 128, kaddr = flash::smem_addr(sK), vaddr = flash::smem_addr(sV);
+
+    // s = Q·K(i)ᵀ, issued and committed, not waited for.
+    auto issue_scores = [&](float(&s)[HBN / 2], int i) {
+        wgmma_fence();
+#pragma unroll
+        for (int kt = 0; kt < D / 16; kt++)
+            wgmma_ss(s, descriptor(qaddr + kt / 4 * (HBM * 128) + kt % 4 * 32, 16, 1024),
+                     descriptor(kaddr + (i & 1) * HKV_BYTES + kt / 4 * (HBN * 128) + kt % 4 * 32, 16, 1024), kt > 0);
+        wgmma_commit();
+    };
+
+    // One tile: the scores of tile i + 1 (into sn) run on the tensor cores
+    // while this thread turns tile i's (sc) into probabilities; then P·V(i).
+    auto step = [&](float(&sc)[HBN / 2], float(&sn)[HBN / 2], int i) {
+        const int n0 = kbegin + i * HBN, nk = min(HBN, kend - n0);
+        flash::copy_wait<0>();
+        fence_proxy_async();
+        __syncthreads(); // V(i) and K(i+1) landed; every warp is done with S(i) and P·V(i-1)
+        load_v(i + 1);
+        load_k(i + 2);
+        flash::copy_commit();
+        // Issued even after the last tile (into a buffer holding stale
+        // keys, the result unused): ptxas serialises wgmma issued under a
+        // branch.
+        issue_scores(sn, i + 1);
+
+        if (nk < HBN || n0 + HBN > kfull || (window > 0 && n0 < kwin)) {
+            int rowpos[2];
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) rowpos[hf] = r0 + hf * 8 < nq ? qpos[r0 + hf * 8] : qmax;
+#pragma unroll
+            for (int t = 0; t < HNT; t++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int j = t * 8 + 2 * (lane % 4) + e;
+                    const int kp = j < nk ? kpos[n0 + j] : 0;
+#pragma unroll
+                    for (int hf = 0; hf < 2; hf++)
+                        if (j >= nk || !flash::visible(rowpos[hf], kp, window)) sc[4 * t + 2 * hf + e] = neg_inf();
+                }
+        }
+
+        float mx[2];
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            float v[HNT];
+#pragma unroll
+            for (int t = 0; t < HNT; t++) v[t] = fmaxf(sc[4 * t + 2 * hf], sc[4 * t + 2 * hf + 1]);
+#pragma unroll
+            for (int w = HNT / 2; w > 0; w /= 2)
+#pragma unroll
+                for (int t = 0; t < w; t++) v[t] = fmaxf(v[t], v[t + w]);
+            mx[hf] = fmaxf(v[0], m[hf]);
+        }
+#pragma unroll
+        for (int sh = 1; sh <= 2; sh *= 2)
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], sh));
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            const float base = mx[hf] == neg_inf() ? 0.f : mx[hf] * sl2;
+            const float corr = fast_exp2(m[hf] * sl2 - base);
+            m[hf] = mx[hf];
+            float v[HNT];
+#pragma unroll
+            for (int t = 0; t < HNT; t++) {
+                const float x0 = fast_exp2(fmaf(sc[4 * t + 2 * hf], sl2, -base));
+                const float x1 = fast_exp2(fmaf(sc[4 * t + 2 * hf + 1], sl2, -base));
+                sc[4 * t + 2 * hf] = x0;
+                sc[4 * t + 2 * hf + 1] = x1;
+                v[t] = x0 + x1;
+            }
+#pragma unroll
+            for (int w = HNT / 2; w > 0; w /= 2)
+#pragma unroll
+                for (int t = 0; t < w; t++) v[t] += v[t + w];
+            l[hf] = l[hf] * corr + v[0];
+            // Always: skipping it under a branch, as flash_prefill does,
+            // was 4-5 % slower here (bench/RESULTS.md).
+#pragma unroll
+            for (int t = 0; t < D / 8; t++) o[4 * t + 2 * hf] *= corr, o[4 * t + 2 * hf + 1] *= corr;
+        }
+
+        unsigned pa[HBN / 16][4];
+#pragma unroll
+        for (int kk = 0; kk < HBN / 16; kk++) {
+            pa[kk][0] = flash::pack_bf16(sc[8 * kk], sc[8 * kk + 1]);
+            pa[kk][1] = flash::pack_bf16(sc[8 * kk + 2], sc[8 * kk + 3]);
+            pa[kk][2] = flash::pack_bf16(sc[8 * kk + 4], sc[8 * kk + 5]);
+            pa[kk][3] = flash::pack_bf16(sc[8 * kk + 6], sc[8 * kk + 7]);
+        }
+        pin(o);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < HBN / 16; kk++)
+            wgmma_rs(o, pa[kk], descriptor(vaddr + (i & 1) * HKV_BYTES + kk * 16 * 128, HBN * 128, 1024));
+        wgmma_commit();
+        wgmma_wait_all();
+        pin(o);
+        pin(sn);
+        return i + 1 < tiles;
+    };
+
+    float sa[HBN / 2], sb[HBN / 2];
+    if (tiles > 0) {
+        flash::copy_wait<1>(); // Q and K(0)
+        fence_proxy_async();
+        __syncthreads();
+        issue_scores(sa, 0);
+        wgmma_wait_all();
+        pin(sa);
+        for (int i = 0; step(sa, sb, i) && step(sb, sa, i + 1); i += 2) {
+        }
+    }
+    flash::copy_wait<0>();
+
+    bits16 *out = static_cast<bits16 *>(p.out) + qrow0 * p.out_row_stride + (long long)head * D;
+    const bool vo = flash::aligned(out, 4) && p.out_row_stride % 2 == 0;
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+        const int r = r0 + hf * 8;
+        const float sum = flash::quad_sum(l[hf]);
+        const float inv = sum > 0.f ? 1.f / sum : 0.f;
+        if (r >= nq) continue;
+        bits16 *dst = out + r * p.out_row_stride + 2 * (lane % 4);
+#pragma unroll
+        for (int t = 0; t < D / 8; t++) {
+            const float x = o[4 * t + 2 * hf] * inv, y = o[4 * t + 2 * hf + 1] * inv;
+            if (vo) {
+                *reinterpret_cast<unsigned *>(dst + t * 8) = flash::pack_bf16(x, y);
+            } else {
+                dst[t * 8] = flash::f_to_bits(x);
+                dst[t * 8 + 1] = flash::f_to_bits(y);
+            }
+        }
+    }
+}
+#endif // FLASH_SM90
 
 extern "C" __global__ void __launch_bounds__(DTHREADS, 2) flash_decode(longctx_attention_params p) {
     extern __shared__ __align__(16) unsigned char flash_smem[];

@@ -5,8 +5,8 @@
 // within fp32 rounding.
 //
 // On CUDA in bf16 it delivers the kernels of flash.cu: a tensor-core
-// prefill kernel of that algorithm and split-KV (flash-decoding) decode
-// kernels. Neither needs memory that grows with the score matrix.
+// prefill kernel of that algorithm (wgmma on Hopper, mma.sync elsewhere)
+// and split-KV (flash-decoding) decode kernels. Neither needs memory that grows with the score matrix.
 package flash
 
 import (
@@ -54,9 +54,36 @@ func decodeSharedMem(d int) int {
 // a score row's tiles.
 const combineThreads = 512
 
+// sm90SharedMem is flash_prefill_sm90's: swizzled Q, two K and two V
+// tiles of bf16 rows, and 1 KiB to align them to 1024 bytes.
+func sm90SharedMem(d, bn int) int { return 128*d*2 + 4*bn*d*2 + 1024 }
+
+// sm90DefaultBN is flash_prefill_sm90's key step: 64 keys keep two
+// score tiles, the output and P in registers without spilling.
+const sm90DefaultBN = 64
+
+// sm90Threads is flash_prefill_sm90's block: two warpgroups of 64 query
+// rows each.
+const sm90Threads = 256
+
+// The prefill kernels the option prefill_kernel chooses between.
+const (
+	// PrefillAuto picks wgmma where it runs (sm_90a, head dims 64 and
+	// 128) and mma.sync elsewhere.
+	PrefillAuto = "auto"
+	// PrefillMMA is flash_prefill: mma.sync, any GPU from sm_80 on.
+	PrefillMMA = "mma.sync"
+	// PrefillWGMMA is flash_prefill_sm90: Hopper's warpgroup products.
+	PrefillWGMMA = "wgmma"
+)
+
 // geometry is what may vary between builds of flash.cu; benchmarks try
 // other values.
 type geometry struct {
+	// sm90BN > 0 selects flash_prefill_sm90 with that many keys per step
+	// (64 or 128) for the prefill role; prefillRows, prefillWarps and
+	// prefillBN then describe the unused mma.sync kernel.
+	sm90BN       int
 	prefillRows  int // query rows per prefill block, 16 or 32 per warp
 	prefillWarps int // share a prefill block's query rows
 	prefillBN    int // keys per step of a prefill block: 32 or 64
@@ -67,11 +94,32 @@ type geometry struct {
 
 var defaultGeometry = geometry{prefillRows: 128, prefillWarps: 4, prefillBN: 64, decodeTile: 256}
 
-// Kernels returns the CUDA kernels for model shape m in dtype: the
-// attention.prefill role (flash_prefill) and the attention.decode role
-// (flash_decode, flash_decode_combine).
-func Kernels(m sdk.ModelShape, dtype string) ([]sdk.Kernel, error) {
-	return kernels(m, dtype, defaultGeometry)
+// Kernels returns the CUDA kernels for model shape m on dev: the
+// attention.prefill role (flash_prefill_sm90 or flash_prefill, as prefill
+// chooses: PrefillAuto, PrefillMMA or PrefillWGMMA) and the
+// attention.decode role (flash_decode, flash_decode_combine).
+func Kernels(m sdk.ModelShape, dev sdk.Device, prefill string) ([]sdk.Kernel, error) {
+	geo := defaultGeometry
+	hopper := dev.Arch == "sm_90a"
+	wgmmaShape := m.HeadDim == 64 || m.HeadDim == 128
+	switch prefill {
+	case PrefillAuto, "":
+		if hopper && wgmmaShape {
+			geo.sm90BN = sm90DefaultBN
+		}
+	case PrefillMMA:
+	case PrefillWGMMA:
+		if !hopper {
+			return nil, fmt.Errorf("flash: prefill_kernel=%s needs an sm_90a GPU (Hopper), this one is %q", prefill, dev.Arch)
+		}
+		if !wgmmaShape {
+			return nil, fmt.Errorf("flash: prefill_kernel=%s takes head dims 64 and 128, not %d", prefill, m.HeadDim)
+		}
+		geo.sm90BN = sm90DefaultBN
+	default:
+		return nil, fmt.Errorf("flash: prefill_kernel %q: want %s, %s or %s", prefill, PrefillAuto, PrefillMMA, PrefillWGMMA)
+	}
+	return kernels(m, dev.DType, geo)
 }
 
 func kernels(m sdk.ModelShape, dtype string, geo geometry) ([]sdk.Kernel, error) {
@@ -106,6 +154,15 @@ func kernels(m sdk.ModelShape, dtype string, geo geometry) ([]sdk.Kernel, error)
 		fmt.Sprintf("--define-macro=FLASH_EXPECT_DECODE_THREADS=%d", decodeThreads),
 		fmt.Sprintf("--define-macro=FLASH_EXPECT_COMBINE_THREADS=%d", combineThreads),
 	}
+	prefill := sdk.Launch{Grid: sdk.GridQTilesHeadsSeqs, BlockX: 32 * geo.prefillWarps, TileQ: geo.prefillRows, SharedMemBytes: geo.prefillSharedMem(d)}
+	prefillEntry := "flash_prefill"
+	if geo.sm90BN > 0 {
+		prefillEntry = "flash_prefill_sm90"
+		prefill = sdk.Launch{Grid: sdk.GridQTilesHeadsSeqs, BlockX: sm90Threads, TileQ: 128, SharedMemBytes: sm90SharedMem(d, geo.sm90BN)}
+		opts = append(opts, "--define-macro=FLASH_SM90=1",
+			fmt.Sprintf("--define-macro=FLASH_SM90_BN=%d", geo.sm90BN),
+			fmt.Sprintf("--define-macro=FLASH_EXPECT_SM90_SMEM=%d", prefill.SharedMemBytes))
+	}
 	for _, d := range geo.defines {
 		opts = append(opts, "--define-macro="+d)
 	}
@@ -114,7 +171,7 @@ func kernels(m sdk.ModelShape, dtype string, geo geometry) ([]sdk.Kernel, error)
 		return sdk.Kernel{Role: role, ABIVersion: 2, CUDASource: cudaSource, Entry: entry, Launch: l, CompileOptions: opts}
 	}
 	ks := []sdk.Kernel{
-		kernel(sdk.RoleAttentionPrefill, "flash_prefill", sdk.Launch{Grid: sdk.GridQTilesHeadsSeqs, BlockX: 32 * geo.prefillWarps, TileQ: geo.prefillRows, SharedMemBytes: geo.prefillSharedMem(d)}),
+		kernel(sdk.RoleAttentionPrefill, prefillEntry, prefill),
 		kernel(sdk.RoleAttentionDecode, "flash_decode", sdk.Launch{Grid: sdk.GridKVTilesKVHeadsSeqs, BlockX: decodeThreads, TileKV: geo.decodeTile, SharedMemBytes: decodeSharedMem(d)}),
 		kernel(sdk.RoleAttentionDecode, "flash_decode_combine", sdk.Launch{Grid: sdk.GridRows, BlockX: combineThreads, TileQ: 1}),
 	}
@@ -163,13 +220,15 @@ func Plugin() *sdk.Attention {
 		Options: []sdk.Option{
 			{Name: "block_q", Type: sdk.Int, Default: "64", Min: sdk.Bound(1), Max: sdk.Bound(1024), Help: "query rows per tile of the CPU reference (the CUDA kernels have their own tiles)"},
 			{Name: "block_kv", Type: sdk.Int, Default: "64", Min: sdk.Bound(1), Max: sdk.Bound(1024), Help: "keys per tile of the CPU reference"},
+			{Name: "prefill_kernel", Type: sdk.Enum, Default: PrefillAuto, Choices: []string{PrefillAuto, PrefillMMA, PrefillWGMMA},
+				Help: "CUDA prefill kernel: wgmma (Hopper warpgroup products, sm_90a, head dims 64 and 128), mma.sync (any GPU from sm_80), or auto (wgmma where it runs)"},
 			{Name: "workers", Type: sdk.Int, Default: "0", Min: sdk.Bound(0), Help: "goroutines of the reference implementation; 0 means all CPUs"},
 		},
 		Prepare: func(_ context.Context, req *sdk.PrepareRequest) (*sdk.AttentionPlan, error) {
 			o := req.Options
 			plan := &sdk.AttentionPlan{Reference: Backend{BlockQ: o.Int("block_q"), BlockKV: o.Int("block_kv"), Workers: o.Int("workers")}}
 			if req.Device.Kind == "cuda" {
-				ks, err := Kernels(req.Model, req.Device.DType)
+				ks, err := Kernels(req.Model, req.Device, o.String("prefill_kernel"))
 				if err != nil {
 					return nil, err
 				}

@@ -62,6 +62,9 @@ func BenchmarkGPUFlashDecode(b *testing.B) { flashSuite.BenchDecode(b) }
 func geometryRoles(geo geometry) func(tb testing.TB, env *gputest.Env, c attngpu.Case) (prefill, decode *kernelrun.Role) {
 	return func(tb testing.TB, env *gputest.Env, c attngpu.Case) (prefill, decode *kernelrun.Role) {
 		tb.Helper()
+		if geo.sm90BN > 0 && (env.Device().Arch != "sm_90a" || (c.D != 64 && c.D != 128)) {
+			geo.sm90BN = 0 // the mma.sync kernel where wgmma cannot run
+		}
 		ks, err := kernels(sdk.ModelShape{NumLayers: 1, NumHeads: c.Heads, NumKVHeads: c.KVHeads, HeadDim: c.D}, "bf16", geo)
 		if err != nil {
 			tb.Fatal(err)
@@ -73,15 +76,19 @@ func geometryRoles(geo geometry) func(tb testing.TB, env *gputest.Env, c attngpu
 // otherGeometries are the builds the geometry benchmarks compare with the
 // default one (and TestGPUFlashGeometry checks, for the code paths they
 // take: 16 query rows per warp, 64-row blocks, 32-key prefill steps,
-// several decode stages per block). Each lost to the default on an H100
-// (bench/RESULTS.md).
+// several decode stages per block, the wgmma prefill with 128-key steps).
+// Each lost to the default on an H100 (bench/RESULTS.md).
 var otherGeometries = []geometry{
+	{sm90BN: 128, prefillRows: 128, prefillWarps: 4, prefillBN: 64, decodeTile: 256},
 	{prefillRows: 128, prefillWarps: 8, prefillBN: 32, decodeTile: 1024, defines: []string{"FLASH_PREFILL_RESCALE_ALWAYS"}},
 	{prefillRows: 64, prefillWarps: 4, prefillBN: 64, decodeTile: 512, defines: []string{"FLASH_PREFILL_MIN_BLOCKS=3"}},
 }
 
 func (g geometry) String() string {
 	s := fmt.Sprintf("rows%d_warps%d_bn%d_tile%d", g.prefillRows, g.prefillWarps, g.prefillBN, g.decodeTile)
+	if g.sm90BN > 0 {
+		s = fmt.Sprintf("wgmma_bn%d_tile%d", g.sm90BN, g.decodeTile)
+	}
 	for _, d := range g.defines {
 		s += "_" + d
 	}
@@ -98,10 +105,18 @@ func TestGPUFlashGeometry(t *testing.T) {
 	}
 }
 
+// benchGeometries: the mma.sync default, the wgmma build Kernels picks on
+// Hopper, and the others.
+func benchGeometries() []geometry {
+	hopper := defaultGeometry
+	hopper.sm90BN = sm90DefaultBN
+	return append([]geometry{defaultGeometry, hopper}, otherGeometries...)
+}
+
 func BenchmarkGPUFlashPrefillGeometry(b *testing.B) {
-	for _, geo := range append([]geometry{defaultGeometry}, otherGeometries...) {
+	for _, geo := range benchGeometries() {
 		b.Run(geo.String(), func(b *testing.B) {
-			attngpu.Suite{Roles: geometryRoles(geo)}.BenchPrefill(b, 8192, 32768)
+			attngpu.Suite{Roles: geometryRoles(geo)}.BenchPrefill(b, 8192, 16384, 32768)
 		})
 	}
 }
