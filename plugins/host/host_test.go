@@ -320,7 +320,9 @@ func TestOptionErrors(t *testing.T) {
 		dev  sdk.Device
 		err  string
 	}{
-		{sdk.KindAttention, "flash", []string{"blok_q=3"}, sdk.CPU, `attention plugin flash: unknown option "blok_q" (options: block_q, block_kv, workers)`},
+		{sdk.KindAttention, "flash", []string{"blok_q=3"}, sdk.CPU, `attention plugin flash: unknown option "blok_q" (options: block_q, block_kv, prefill_kernel, workers)`},
+		{sdk.KindAttention, "flash", []string{"prefill_kernel=tma"}, sdk.CPU, `"tma" is not one of auto, mma.sync, wgmma`},
+		{sdk.KindAttention, "flash", []string{"prefill_kernel=wgmma"}, sdk.Device{Kind: "cuda", Arch: "sm_80", DType: "bf16"}, `prefill_kernel=wgmma needs an sm_90a GPU (Hopper), this one is "sm_80"`},
 		{sdk.KindAttention, "flash", []string{"block_q=x"}, sdk.CPU, `option block_q=x: "x" is not an integer`},
 		{sdk.KindAttention, "flash", []string{"block_q=0"}, sdk.CPU, "0 is below the minimum 1"},
 		{sdk.KindAttention, "eager", []string{"x"}, sdk.CPU, `--attn-opt: option "x": want key=value`},

@@ -3,10 +3,13 @@ package flash
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/longctx/longctx/engine/attention"
 	"github.com/longctx/longctx/plugins/attention/internal/attntest"
+	"github.com/longctx/longctx/plugins/sdk"
 )
 
 // TestEqualsEager compares the tiled online softmax with the engine's
@@ -51,5 +54,66 @@ func TestCancelled(t *testing.T) {
 	p := attntest.Problem(rand.New(rand.NewPCG(1, 1)), attntest.Shapes[1])
 	if err := (Backend{BlockQ: 8, BlockKV: 8}).Attend(ctx, p); err == nil {
 		t.Fatal("cancelled context ignored")
+	}
+}
+
+// TestKernelsPicksPrefill checks which prefill kernel Kernels delivers for
+// a device, head dim and prefill_kernel choice, with its launch geometry,
+// and that impossible choices are refused by name.
+func TestKernelsPicksPrefill(t *testing.T) {
+	hopper := sdk.Device{Kind: "cuda", Arch: "sm_90a", DType: "bf16"}
+	ampere := sdk.Device{Kind: "cuda", Arch: "sm_80", DType: "bf16"}
+	blackwell := sdk.Device{Kind: "cuda", Arch: "sm_100a", DType: "bf16"}
+	cases := []struct {
+		name    string
+		dev     sdk.Device
+		d       int
+		choice  string
+		entry   string
+		threads int
+		smem    int
+		err     string
+	}{
+		{"hopper d128 auto", hopper, 128, PrefillAuto, "flash_prefill_sm90", 256, 128*128*2 + 4*64*128*2 + 1024, ""},
+		{"hopper d64 auto", hopper, 64, "", "flash_prefill_sm90", 256, 128*64*2 + 4*64*64*2 + 1024, ""},
+		{"hopper d32 auto", hopper, 32, PrefillAuto, "flash_prefill", 128, (128 + 2*64) * (32 + 8) * 2, ""},
+		{"hopper d128 mma.sync", hopper, 128, PrefillMMA, "flash_prefill", 128, (128 + 2*64) * (128 + 8) * 2, ""},
+		{"hopper d128 wgmma", hopper, 128, PrefillWGMMA, "flash_prefill_sm90", 256, 128*128*2 + 4*64*128*2 + 1024, ""},
+		{"ampere d128 auto", ampere, 128, PrefillAuto, "flash_prefill", 128, (128 + 2*64) * (128 + 8) * 2, ""},
+		{"blackwell d128 auto", blackwell, 128, PrefillAuto, "flash_prefill", 128, (128 + 2*64) * (128 + 8) * 2, ""},
+		{"ampere wgmma", ampere, 128, PrefillWGMMA, "", 0, 0, `needs an sm_90a GPU (Hopper), this one is "sm_80"`},
+		{"hopper d32 wgmma", hopper, 32, PrefillWGMMA, "", 0, 0, "takes head dims 64 and 128, not 32"},
+		{"unknown choice", hopper, 128, "tma", "", 0, 0, `prefill_kernel "tma"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ks, err := Kernels(sdk.ModelShape{NumLayers: 1, NumHeads: 32, NumKVHeads: 8, HeadDim: c.d}, c.dev, c.choice)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("error %v, want one containing %q", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var prefill *sdk.Kernel
+			for i := range ks {
+				if ks[i].Role == sdk.RoleAttentionPrefill {
+					prefill = &ks[i]
+				}
+			}
+			if prefill == nil {
+				t.Fatal("no prefill kernel")
+			}
+			if prefill.Entry != c.entry || prefill.Launch.BlockX != c.threads || prefill.Launch.SharedMemBytes != c.smem || prefill.Launch.TileQ != 128 {
+				t.Errorf("prefill %s, %d threads, %d bytes of shared memory, tile %d; want %s, %d, %d, 128",
+					prefill.Entry, prefill.Launch.BlockX, prefill.Launch.SharedMemBytes, prefill.Launch.TileQ, c.entry, c.threads, c.smem)
+			}
+			wantSM90 := c.entry == "flash_prefill_sm90"
+			if got := slices.Contains(prefill.CompileOptions, "--define-macro=FLASH_SM90=1"); got != wantSM90 {
+				t.Errorf("FLASH_SM90 defined: %v, want %v", got, wantSM90)
+			}
+		})
 	}
 }
