@@ -582,7 +582,7 @@ using flash::D;
 #ifndef FLASH_SM90_BN
 #define FLASH_SM90_BN 128
 #endif
-constexpr int HBM = 128, HBN = FLASH_SM90_BN, HTHREADS = 256, HWARPS = HTHREADS / 32;
+constexpr int HBM = 128, HBN = FLASH_SM90_BN, HTHREADS = 256;
 static_assert(D == 64 || D == 128, "the sm_90 prefill takes head dims 64 and 128");
 static_assert(HBN == 64 || HBN == 128, "sm_90 prefill key tile: 64 or 128");
 constexpr int HQ_BYTES = HBM * D * 2, HKV_BYTES = HBN * D * 2;
@@ -631,7 +631,7 @@ __device__ __forceinline__ unsigned long long descriptor(unsigned addr, unsigned
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
-__device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory"); }
 // Ties registers to this point, so that the compiler neither reads an
 // accumulator before the wgmma that writes it has been waited for nor
 // moves a write past the wgmma that reads it.
@@ -671,54 +671,190 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[64], const unsigned (&a)[4],
 }
 
 
+// Hides, in a tile of scores s (this thread's two rows, at positions
+// rowpos, against keys n0 + j of kpos, nk of them real), what the mask
+// hides: -inf.
+__device__ __forceinline__ void mask_scores(float (&s)[HBN / 2], const int (&rowpos)[2], const int *kpos, int n0, int nk, int window) {
+    const int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int t = 0; t < HNT; t++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int j = t * 8 + 2 * (lane % 4) + e;
+            const int kp = j < nk ? kpos[n0 + j] : 0;
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++)
+                if (j >= nk || !flash::visible(rowpos[hf], kp, window)) s[4 * t + 2 * hf + e] = flash::neg_inf();
+        }
+}
+
+// Online softmax of a tile of raw scores s (this thread's two rows, a
+// quad of lanes per row): updates the running max m and sum l, turns s
+// into unnormalised probabilities and returns in corr the factor the
+// output accumulated so far must be scaled by.
+__device__ __forceinline__ void online_softmax(float (&s)[HBN / 2], float (&m)[2], float (&l)[2], float (&corr)[2], float sl2) {
+    float mx[2];
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+        float v[HNT];
+#pragma unroll
+        for (int t = 0; t < HNT; t++) v[t] = fmaxf(s[4 * t + 2 * hf], s[4 * t + 2 * hf + 1]);
+#pragma unroll
+        for (int w = HNT / 2; w > 0; w /= 2)
+#pragma unroll
+            for (int t = 0; t < w; t++) v[t] = fmaxf(v[t], v[t + w]);
+        mx[hf] = fmaxf(v[0], m[hf]);
+    }
+#pragma unroll
+    for (int sh = 1; sh <= 2; sh *= 2)
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], sh));
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+        // A row that has seen only hidden keys keeps max -inf; a base of 0
+        // keeps exp2 at 0 rather than NaN.
+        const float base = mx[hf] == flash::neg_inf() ? 0.f : mx[hf] * sl2;
+        corr[hf] = flash::fast_exp2(m[hf] * sl2 - base);
+        m[hf] = mx[hf];
+        float v[HNT];
+#pragma unroll
+        for (int t = 0; t < HNT; t++) {
+            const float x0 = flash::fast_exp2(fmaf(s[4 * t + 2 * hf], sl2, -base));
+            const float x1 = flash::fast_exp2(fmaf(s[4 * t + 2 * hf + 1], sl2, -base));
+            s[4 * t + 2 * hf] = x0;
+            s[4 * t + 2 * hf + 1] = x1;
+            v[t] = x0 + x1;
+        }
+#pragma unroll
+        for (int w = HNT / 2; w > 0; w /= 2)
+#pragma unroll
+            for (int t = 0; t < w; t++) v[t] += v[t + w];
+        l[hf] = l[hf] * corr[hf] + v[0];
+    }
+}
+
+// The output's rescale. Always: skipping it under a branch, as
+// flash_prefill does, was 4-5 % slower here (bench/RESULTS.md).
+__device__ __forceinline__ void rescale(float (&o)[D / 2], const float (&corr)[2]) {
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++)
+#pragma unroll
+        for (int t = 0; t < D / 8; t++) o[4 * t + 2 * hf] *= corr[hf], o[4 * t + 2 * hf + 1] *= corr[hf];
+}
+
+// Probabilities as the A fragments of P·V, 16 keys each.
+__device__ __forceinline__ void p_fragments(const float (&s)[HBN / 2], unsigned (&pa)[HBN / 16][4]) {
+#pragma unroll
+    for (int kk = 0; kk < HBN / 16; kk++) {
+        pa[kk][0] = flash::pack_bf16(s[8 * kk], s[8 * kk + 1]);
+        pa[kk][1] = flash::pack_bf16(s[8 * kk + 2], s[8 * kk + 3]);
+        pa[kk][2] = flash::pack_bf16(s[8 * kk + 4], s[8 * kk + 5]);
+        pa[kk][3] = flash::pack_bf16(s[8 * kk + 6], s[8 * kk + 7]);
+    }
+}
+
+// Writes this thread's two rows of the normalised output.
+__device__ __forceinline__ void store_rows(const float (&o)[D / 2], const float (&l)[2], bits16 *out, long long stride, int r0, int nq) {
+    const int lane = threadIdx.x % 32;
+    const bool vo = flash::aligned(out, 4) && stride % 2 == 0;
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+        const int r = r0 + hf * 8;
+        const float sum = flash::quad_sum(l[hf]);
+        const float inv = sum > 0.f ? 1.f / sum : 0.f;
+        if (r >= nq) continue;
+        bits16 *dst = out + r * stride + 2 * (lane % 4);
+#pragma unroll
+        for (int t = 0; t < D / 8; t++) {
+            const float x = o[4 * t + 2 * hf] * inv, y = o[4 * t + 2 * hf + 1] * inv;
+            if (vo) {
+                *reinterpret_cast<unsigned *>(dst + t * 8) = flash::pack_bf16(x, y);
+            } else {
+                dst[t * 8] = flash::f_to_bits(x);
+                dst[t * 8 + 1] = flash::f_to_bits(y);
+            }
+        }
+    }
+}
+
+} // namespace flash90
+
+namespace flash90 {
+
+// What a prefill block works on: 128 query rows of one head of one
+// sequence, and the keys [kbegin, kend) some of them can see.
+struct BlockWork {
+    int head, nq, qmax, kbegin, kend, kfull, kwin, window;
+    long long qrow0;
+    const bits16 *qsrc, *ksrc, *vsrc;
+    const int *qpos, *kpos;
+    long long kstride, vstride;
+    bool vq, vk, vv; // 16-byte aligned rows: cp.async
+};
+
+// Block order as flash_prefill's: sequence by sequence, heaviest query
+// tiles of every head first. Threads 0-127 read the rows' positions; every
+// thread of the block must call this (it synchronises the block).
+__device__ __forceinline__ BlockWork block_work(const longctx_attention_params &p, int (&range)[2][4]) {
+    BlockWork b;
+    const unsigned lin = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    const unsigned perSeq = gridDim.x * gridDim.y, inSeq = lin % perSeq;
+    const int seq = lin / perSeq;
+    b.head = inSeq % gridDim.y;
+    const int q0 = (gridDim.x - 1 - inSeq / gridDim.y) * HBM;
+    b.nq = min(HBM, p.num_q - q0);
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int kvh = b.head / (p.num_heads / p.num_kv_heads);
+    const longctx_kv_head kh = p.k[seq * p.num_kv_heads + kvh];
+    const longctx_kv_head vh = p.v[seq * p.num_kv_heads + kvh];
+    b.qrow0 = (long long)seq * p.num_q + q0;
+    b.qsrc = static_cast<const bits16 *>(p.q) + b.qrow0 * p.q_row_stride + (long long)b.head * D;
+    b.qpos = p.q_pos + b.qrow0;
+    b.window = p.sliding_window;
+
+    int lo = tid < b.nq ? b.qpos[tid] : 0x7fffffff, hi = tid < b.nq ? b.qpos[tid] : -0x7fffffff - 1;
+    for (int o = 16; o > 0; o >>= 1) {
+        lo = min(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+        hi = max(hi, __shfl_xor_sync(0xffffffffu, hi, o));
+    }
+    if (lane == 0 && warp < 4) range[0][warp] = lo, range[1][warp] = hi;
+    __syncthreads();
+    int qmin = range[0][0];
+    b.qmax = range[1][0];
+    for (int w = 1; w < 4; w++) qmin = min(qmin, range[0][w]), b.qmax = max(b.qmax, range[1][w]);
+    b.kpos = kh.pos;
+    b.kend = flash::lower_bound(b.kpos, kh.len, (long long)b.qmax + 1);
+    b.kbegin = b.window > 0 ? flash::lower_bound(b.kpos, b.kend, (long long)qmin - b.window + 1) : 0;
+    b.kfull = flash::lower_bound(b.kpos, b.kend, (long long)qmin + 1);
+    b.kwin = b.window > 0 ? flash::lower_bound(b.kpos, b.kend, (long long)b.qmax - b.window + 1) : 0;
+    b.ksrc = static_cast<const bits16 *>(kh.data);
+    b.vsrc = static_cast<const bits16 *>(vh.data);
+    b.kstride = kh.row_stride;
+    b.vstride = vh.row_stride;
+    b.vq = flash::aligned(b.qsrc, 16) && p.q_row_stride % 8 == 0;
+    b.vk = flash::aligned(b.ksrc, 16) && kh.row_stride % 8 == 0;
+    b.vv = flash::aligned(b.vsrc, 16) && vh.row_stride % 8 == 0;
+    return b;
+}
+
 } // namespace flash90
 
 extern "C" __global__ void __launch_bounds__(flash90::HTHREADS, 1) flash_prefill_sm90(longctx_attention_params p) {
     using namespace flash90;
     using flash::neg_inf;
-    using flash::fast_exp2;
     extern __shared__ __align__(16) unsigned char flash_smem[];
-    __shared__ int range[2][HWARPS];
+    __shared__ int range[2][4];
     unsigned char *sQ = flash_smem + ((1024 - flash::smem_addr(flash_smem) % 1024) % 1024);
     unsigned char *sK = sQ + HQ_BYTES;         // [2][HKV_BYTES]
     unsigned char *sV = sK + 2 * HKV_BYTES;    // [2][HKV_BYTES]
 
-    // Block order as flash_prefill's: sequence by sequence, heaviest query
-    // tiles of every head first.
-    const unsigned lin = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
-    const unsigned perSeq = gridDim.x * gridDim.y, inSeq = lin % perSeq;
-    const int seq = lin / perSeq, head = inSeq % gridDim.y;
-    const int q0 = (gridDim.x - 1 - inSeq / gridDim.y) * HBM;
-    const int nq = min(HBM, p.num_q - q0);
+    const BlockWork bw = block_work(p, range);
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, wg = tid / 128;
-    const int kvh = head / (p.num_heads / p.num_kv_heads);
-    const longctx_kv_head kh = p.k[seq * p.num_kv_heads + kvh];
-    const longctx_kv_head vh = p.v[seq * p.num_kv_heads + kvh];
-    const long long qrow0 = (long long)seq * p.num_q + q0;
-    const bits16 *qsrc = static_cast<const bits16 *>(p.q) + qrow0 * p.q_row_stride + (long long)head * D;
-    const int *qpos = p.q_pos + qrow0;
-    const int window = p.sliding_window;
-
-    int lo = tid < nq ? qpos[tid] : 0x7fffffff, hi = tid < nq ? qpos[tid] : -0x7fffffff - 1;
-    for (int o = 16; o > 0; o >>= 1) {
-        lo = min(lo, __shfl_xor_sync(0xffffffffu, lo, o));
-        hi = max(hi, __shfl_xor_sync(0xffffffffu, hi, o));
-    }
-    if (lane == 0) range[0][warp] = lo, range[1][warp] = hi;
-    __syncthreads();
-    int qmin = range[0][0], qmax = range[1][0];
-    for (int w = 1; w < HWARPS; w++) qmin = min(qmin, range[0][w]), qmax = max(qmax, range[1][w]);
-    const int *kpos = kh.pos;
-    const int kend = flash::lower_bound(kpos, kh.len, (long long)qmax + 1);
-    const int kbegin = window > 0 ? flash::lower_bound(kpos, kend, (long long)qmin - window + 1) : 0;
-    const int kfull = flash::lower_bound(kpos, kend, (long long)qmin + 1);
-    const int kwin = window > 0 ? flash::lower_bound(kpos, kend, (long long)qmax - window + 1) : 0;
-
-    const bits16 *ksrc = static_cast<const bits16 *>(kh.data);
-    const bits16 *vsrc = static_cast<const bits16 *>(vh.data);
-    const bool vq = flash::aligned(qsrc, 16) && p.q_row_stride % 8 == 0;
-    const bool vk = flash::aligned(ksrc, 16) && kh.row_stride % 8 == 0;
-    const bool vv = flash::aligned(vsrc, 16) && vh.row_stride % 8 == 0;
+    const int nq = bw.nq, qmax = bw.qmax, kbegin = bw.kbegin, kend = bw.kend, kfull = bw.kfull, kwin = bw.kwin, window = bw.window;
+    const int *qpos = bw.qpos, *kpos = bw.kpos;
+    const long long qrow0 = bw.qrow0;
+    const bits16 *qsrc = bw.qsrc, *ksrc = bw.ksrc, *vsrc = bw.vsrc;
+    const bool vq = bw.vq, vk = bw.vk, vv = bw.vv;
 
     // Tile i is keys [kbegin + i HBN, +HBN); K(i) and V(i) live in buffer
     // i % 2. Copy groups: {Q, K(0)}, then {V(0), K(1)}, then per tile i
@@ -726,10 +862,10 @@ extern "C" __global__ void __launch_bounds__(flash90::HTHREADS, 1) flash_prefill
     // warp is done with S(i) and P·V(i-1), the buffers they overwrite.
     const int tiles = (kend - kbegin + HBN - 1) / HBN;
     auto load_k = [&](int i) {
-        if (i < tiles) load_tile<HBN>(sK + (i & 1) * HKV_BYTES, ksrc + (long long)(kbegin + i * HBN) * kh.row_stride, kh.row_stride, min(HBN, kend - kbegin - i * HBN), vk);
+        if (i < tiles) load_tile<HBN>(sK + (i & 1) * HKV_BYTES, ksrc + (long long)(kbegin + i * HBN) * bw.kstride, bw.kstride, min(HBN, kend - kbegin - i * HBN), vk);
     };
     auto load_v = [&](int i) {
-        if (i < tiles) load_tile<HBN>(sV + (i & 1) * HKV_BYTES, vsrc + (long long)(kbegin + i * HBN) * vh.row_stride, vh.row_stride, min(HBN, kend - kbegin - i * HBN), vv);
+        if (i < tiles) load_tile<HBN>(sV + (i & 1) * HKV_BYTES, vsrc + (long long)(kbegin + i * HBN) * bw.vstride, bw.vstride, min(HBN, kend - kbegin - i * HBN), vv);
     };
     load_tile<HBM>(sQ, qsrc, p.q_row_stride, nq, vq);
     load_k(0);
@@ -776,74 +912,20 @@ extern "C" __global__ void __launch_bounds__(flash90::HTHREADS, 1) flash_prefill
             int rowpos[2];
 #pragma unroll
             for (int hf = 0; hf < 2; hf++) rowpos[hf] = r0 + hf * 8 < nq ? qpos[r0 + hf * 8] : qmax;
-#pragma unroll
-            for (int t = 0; t < HNT; t++)
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    const int j = t * 8 + 2 * (lane % 4) + e;
-                    const int kp = j < nk ? kpos[n0 + j] : 0;
-#pragma unroll
-                    for (int hf = 0; hf < 2; hf++)
-                        if (j >= nk || !flash::visible(rowpos[hf], kp, window)) sc[4 * t + 2 * hf + e] = neg_inf();
-                }
+            mask_scores(sc, rowpos, kpos, n0, nk, window);
         }
-
-        float mx[2];
-#pragma unroll
-        for (int hf = 0; hf < 2; hf++) {
-            float v[HNT];
-#pragma unroll
-            for (int t = 0; t < HNT; t++) v[t] = fmaxf(sc[4 * t + 2 * hf], sc[4 * t + 2 * hf + 1]);
-#pragma unroll
-            for (int w = HNT / 2; w > 0; w /= 2)
-#pragma unroll
-                for (int t = 0; t < w; t++) v[t] = fmaxf(v[t], v[t + w]);
-            mx[hf] = fmaxf(v[0], m[hf]);
-        }
-#pragma unroll
-        for (int sh = 1; sh <= 2; sh *= 2)
-#pragma unroll
-            for (int hf = 0; hf < 2; hf++) mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], sh));
-#pragma unroll
-        for (int hf = 0; hf < 2; hf++) {
-            const float base = mx[hf] == neg_inf() ? 0.f : mx[hf] * sl2;
-            const float corr = fast_exp2(m[hf] * sl2 - base);
-            m[hf] = mx[hf];
-            float v[HNT];
-#pragma unroll
-            for (int t = 0; t < HNT; t++) {
-                const float x0 = fast_exp2(fmaf(sc[4 * t + 2 * hf], sl2, -base));
-                const float x1 = fast_exp2(fmaf(sc[4 * t + 2 * hf + 1], sl2, -base));
-                sc[4 * t + 2 * hf] = x0;
-                sc[4 * t + 2 * hf + 1] = x1;
-                v[t] = x0 + x1;
-            }
-#pragma unroll
-            for (int w = HNT / 2; w > 0; w /= 2)
-#pragma unroll
-                for (int t = 0; t < w; t++) v[t] += v[t + w];
-            l[hf] = l[hf] * corr + v[0];
-            // Always: skipping it under a branch, as flash_prefill does,
-            // was 4-5 % slower here (bench/RESULTS.md).
-#pragma unroll
-            for (int t = 0; t < D / 8; t++) o[4 * t + 2 * hf] *= corr, o[4 * t + 2 * hf + 1] *= corr;
-        }
-
+        float corr[2];
+        online_softmax(sc, m, l, corr, sl2);
+        rescale(o, corr);
         unsigned pa[HBN / 16][4];
-#pragma unroll
-        for (int kk = 0; kk < HBN / 16; kk++) {
-            pa[kk][0] = flash::pack_bf16(sc[8 * kk], sc[8 * kk + 1]);
-            pa[kk][1] = flash::pack_bf16(sc[8 * kk + 2], sc[8 * kk + 3]);
-            pa[kk][2] = flash::pack_bf16(sc[8 * kk + 4], sc[8 * kk + 5]);
-            pa[kk][3] = flash::pack_bf16(sc[8 * kk + 6], sc[8 * kk + 7]);
-        }
+        p_fragments(sc, pa);
         pin(o);
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < HBN / 16; kk++)
             wgmma_rs(o, pa[kk], descriptor(vaddr + (i & 1) * HKV_BYTES + kk * 16 * 128, HBN * 128, 1024));
         wgmma_commit();
-        wgmma_wait_all();
+        wgmma_wait<0>();
         pin(o);
         pin(sn);
         return i + 1 < tiles;
@@ -855,33 +937,184 @@ extern "C" __global__ void __launch_bounds__(flash90::HTHREADS, 1) flash_prefill
         fence_proxy_async();
         __syncthreads();
         issue_scores(sa, 0);
-        wgmma_wait_all();
+        wgmma_wait<0>();
         pin(sa);
         for (int i = 0; step(sa, sb, i) && step(sb, sa, i + 1); i += 2) {
         }
     }
     flash::copy_wait<0>();
 
-    bits16 *out = static_cast<bits16 *>(p.out) + qrow0 * p.out_row_stride + (long long)head * D;
-    const bool vo = flash::aligned(out, 4) && p.out_row_stride % 2 == 0;
+    store_rows(o, l, static_cast<bits16 *>(p.out) + qrow0 * p.out_row_stride + (long long)bw.head * D, p.out_row_stride, r0, nq);
+}
+
+// flash_prefill_sm90ws: the wgmma prefill with warp specialisation, as in
+// FlashAttention-3 but fed by cp.async instead of TMA. Warpgroup 0 only
+// copies K and V into 3 stages (mbarriers "full": the copies of a stage
+// landed, "empty": both consumers are done with it); warpgroups 1 and 2
+// each own 64 query rows and take turns on the tensor cores (named
+// barriers 1 and 2), so that one's softmax runs while the other's
+// products do. Per key tile i a consumer issues S(i+1) and P·V(i) in its
+// turn, then turns S(i+1) into probabilities while both run.
+namespace flash90 {
+
+constexpr int WS_STAGES = 3, WS_THREADS = 384;
+constexpr int WS_SMEM = HQ_BYTES + WS_STAGES * 2 * HKV_BYTES + 1024;
+#ifdef FLASH_EXPECT_SM90WS_SMEM
+static_assert(FLASH_EXPECT_SM90WS_SMEM == WS_SMEM, "Go's flash_prefill_sm90ws shared memory differs from the kernel's");
+#endif
+
+__device__ __forceinline__ void mbar_init(unsigned a, unsigned count) { asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(a), "r"(count) : "memory"); }
+__device__ __forceinline__ void mbar_wait(unsigned a, unsigned parity) {
+    asm volatile("{ .reg .pred done; WAIT: mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1; @!done bra WAIT; }" ::"r"(a), "r"(parity) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(unsigned a) { asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(a) : "memory"); }
+// Arrives on the mbarrier once this thread's cp.async copies so far land.
+__device__ __forceinline__ void mbar_arrive_copies(unsigned a) { asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(a) : "memory"); }
+__device__ __forceinline__ void bar_sync(int id, int n) { asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory"); }
+__device__ __forceinline__ void bar_arrive(int id, int n) { asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory"); }
+__device__ __forceinline__ void copy_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
+// cp.async of 16 bytes, or 16 zero bytes where !valid (src unread).
+__device__ __forceinline__ void copy16_or_zero(void *dst, const void *src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(flash::smem_addr(dst)), "l"(src), "r"(valid ? 16 : 0) : "memory");
+}
+
+// Rows [r0, r0 + ROWS) of a swizzled tile of TILE rows from a D-wide
+// matrix (rows stride elements apart, n of the tile's rows real, the rest
+// zero), by NT threads of which this is thread t. Returns whether it used
+// plain stores (rows not 16-byte aligned) rather than cp.async.
+template <int TILE, int ROWS, int NT>
+__device__ __forceinline__ bool copy_rows(unsigned char *dst, const bits16 *src, long long stride, int n, bool vec, int r0, int t) {
+    constexpr int CH = D / 8;
+    static_assert(ROWS * CH % NT == 0, "whole chunks per thread");
+    if (vec) {
 #pragma unroll
-    for (int hf = 0; hf < 2; hf++) {
-        const int r = r0 + hf * 8;
-        const float sum = flash::quad_sum(l[hf]);
-        const float inv = sum > 0.f ? 1.f / sum : 0.f;
-        if (r >= nq) continue;
-        bits16 *dst = out + r * p.out_row_stride + 2 * (lane % 4);
-#pragma unroll
-        for (int t = 0; t < D / 8; t++) {
-            const float x = o[4 * t + 2 * hf] * inv, y = o[4 * t + 2 * hf + 1] * inv;
-            if (vo) {
-                *reinterpret_cast<unsigned *>(dst + t * 8) = flash::pack_bf16(x, y);
-            } else {
-                dst[t * 8] = flash::f_to_bits(x);
-                dst[t * 8 + 1] = flash::f_to_bits(y);
-            }
+        for (int k = 0; k < ROWS * CH / NT; k++) {
+            const int idx = t + k * NT, r = r0 + idx / CH, c = idx % CH;
+            copy16_or_zero(dst + swizzled<TILE>(r, c), src + (long long)(r < n ? r : 0) * stride + c * 8, r < n);
+        }
+        return false;
+    }
+    for (int idx = t; idx < ROWS * D; idx += NT) {
+        const int r = r0 + idx / D, col = idx % D;
+        reinterpret_cast<bits16 *>(dst + swizzled<TILE>(r, col / 8))[col % 8] = r < n ? src[r * stride + col] : (bits16)0;
+    }
+    return true;
+}
+
+} // namespace flash90
+
+extern "C" __global__ void __launch_bounds__(flash90::WS_THREADS, 1) flash_prefill_sm90ws(longctx_attention_params p) {
+    using namespace flash90;
+    extern __shared__ __align__(16) unsigned char flash_smem[];
+    __shared__ int range[2][4];
+    __shared__ __align__(8) unsigned long long bars[2 * WS_STAGES]; // full[stage], empty[stage]
+    unsigned char *sQ = flash_smem + ((1024 - flash::smem_addr(flash_smem) % 1024) % 1024);
+    unsigned char *sKV = sQ + HQ_BYTES; // [stage][K, V][HKV_BYTES]
+    const unsigned full0 = flash::smem_addr(bars), empty0 = full0 + 8 * WS_STAGES;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, wg = tid / 128;
+    if (tid == 0) {
+        for (int st = 0; st < WS_STAGES; st++) {
+            mbar_init(full0 + 8 * st, 128); // the producer's threads
+            mbar_init(empty0 + 8 * st, 8);  // the consumers' warps
         }
     }
+    const BlockWork bw = block_work(p, range); // synchronises the block after the init
+    const int tiles = (bw.kend - bw.kbegin + HBN - 1) / HBN;
+
+    if (wg == 0) {
+        // Producer: tile j into stage j % 3 once its last tenant (j - 3)
+        // is released.
+        for (int j = 0; j < tiles; j++) {
+            const int st = j % WS_STAGES, n0 = bw.kbegin + j * HBN, nk = min(HBN, bw.kend - n0);
+            if (j >= WS_STAGES) mbar_wait(empty0 + 8 * st, (j / WS_STAGES - 1) & 1);
+            unsigned char *k = sKV + st * 2 * HKV_BYTES;
+            const bool plain = copy_rows<HBN, HBN, 128>(k, bw.ksrc + (long long)n0 * bw.kstride, bw.kstride, nk, bw.vk, 0, tid) |
+                               copy_rows<HBN, HBN, 128>(k + HKV_BYTES, bw.vsrc + (long long)n0 * bw.vstride, bw.vstride, nk, bw.vv, 0, tid);
+            if (plain) {
+                copy_wait_all();
+                mbar_arrive(full0 + 8 * st);
+            } else {
+                mbar_arrive_copies(full0 + 8 * st);
+            }
+        }
+        return;
+    }
+
+    const int c = wg - 1; // consumer 0 or 1
+    const int ct = tid - 128 * wg;
+    copy_rows<HBM, 64, 128>(sQ, bw.qsrc, p.q_row_stride, bw.nq, bw.vq, 64 * c, ct);
+    copy_wait_all();
+    fence_proxy_async();
+    bar_sync(3 + c, 128); // this consumer's Q rows landed
+
+    float o[D / 2];
+#pragma unroll
+    for (int i = 0; i < D / 2; i++) o[i] = 0.f;
+    float m[2] = {flash::neg_inf(), flash::neg_inf()}, l[2] = {0.f, 0.f}, corr[2];
+    const float sl2 = p.scale * flash::LOG2E;
+    const int r0 = c * 64 + (warp % 4) * 16 + lane / 4;
+    int rowpos[2];
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) rowpos[hf] = r0 + hf * 8 < bw.nq ? bw.qpos[r0 + hf * 8] : bw.qmax;
+    const unsigned qaddr = flash::smem_addr(sQ) + c * 64 * 128, kvaddr = flash::smem_addr(sKV);
+
+    float s[HBN / 2];
+    auto issue_scores = [&](int i) {
+        const unsigned kaddr = kvaddr + (i % WS_STAGES) * 2 * HKV_BYTES;
+        wgmma_fence();
+#pragma unroll
+        for (int kt = 0; kt < D / 16; kt++)
+            wgmma_ss(s, descriptor(qaddr + kt / 4 * (HBM * 128) + kt % 4 * 32, 16, 1024),
+                     descriptor(kaddr + kt / 4 * (HBN * 128) + kt % 4 * 32, 16, 1024), kt > 0);
+        wgmma_commit();
+    };
+    // Masks (where the tile needs it) and softmaxes S(i) in s.
+    auto probabilities = [&](int i) {
+        const int n0 = bw.kbegin + i * HBN, nk = min(HBN, bw.kend - n0);
+        if (nk < HBN || n0 + HBN > bw.kfull || (bw.window > 0 && n0 < bw.kwin)) mask_scores(s, rowpos, bw.kpos, n0, nk, bw.window);
+        online_softmax(s, m, l, corr, sl2);
+    };
+    const int mine = 1 + c, other = 2 - c; // named barriers: consumer 0's turn, consumer 1's turn
+
+    if (tiles > 0) {
+        if (c == 1) bar_arrive(1, 256); // consumer 0 goes first
+        mbar_wait(full0, 0);
+        fence_proxy_async();
+        bar_sync(mine, 256);
+        issue_scores(0);
+        bar_arrive(other, 256);
+        wgmma_wait<0>();
+        pin(s);
+        probabilities(0);
+        for (int i = 0; i < tiles; i++) {
+            const bool next = i + 1 < tiles;
+            unsigned pa[HBN / 16][4];
+            p_fragments(s, pa);
+            if (next) {
+                mbar_wait(full0 + 8 * ((i + 1) % WS_STAGES), ((i + 1) / WS_STAGES) & 1);
+                fence_proxy_async();
+            }
+            bar_sync(mine, 256);
+            // Issued after the last tile too (stale keys, the result
+            // unused): ptxas serialises wgmma issued under a branch.
+            issue_scores(i + 1);
+            rescale(o, corr);
+            pin(o);
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < HBN / 16; kk++)
+                wgmma_rs(o, pa[kk], descriptor(kvaddr + (i % WS_STAGES) * 2 * HKV_BYTES + HKV_BYTES + kk * 16 * 128, HBN * 128, 1024));
+            wgmma_commit();
+            if (c == 0 || next) bar_arrive(other, 256); // consumer 1's last turn hands over to no one
+            wgmma_wait<1>(); // S(i+1)
+            pin(s);
+            if (next) probabilities(i + 1);
+            wgmma_wait<0>(); // P·V(i)
+            pin(o);
+            if (lane == 0) mbar_arrive(empty0 + 8 * (i % WS_STAGES));
+        }
+    }
+    store_rows(o, l, static_cast<bits16 *>(p.out) + bw.qrow0 * p.out_row_stride + (long long)bw.head * D, p.out_row_stride, r0, bw.nq);
 }
 #endif // FLASH_SM90
 

@@ -62,6 +62,13 @@ func sm90SharedMem(d, bn int) int { return 128*d*2 + 4*bn*d*2 + 1024 }
 // score tiles, the output and P in registers without spilling.
 const sm90DefaultBN = 64
 
+// sm90WSSharedMem is flash_prefill_sm90ws's: Q and 3 stages of K and V.
+func sm90WSSharedMem(d, bn int) int { return 128*d*2 + 3*2*bn*d*2 + 1024 }
+
+// sm90WSThreads is flash_prefill_sm90ws's block: a copying warpgroup and
+// two computing ones.
+const sm90WSThreads = 384
+
 // sm90Threads is flash_prefill_sm90's block: two warpgroups of 64 query
 // rows each.
 const sm90Threads = 256
@@ -83,7 +90,9 @@ type geometry struct {
 	// sm90BN > 0 selects flash_prefill_sm90 with that many keys per step
 	// (64 or 128) for the prefill role; prefillRows, prefillWarps and
 	// prefillBN then describe the unused mma.sync kernel.
-	sm90BN       int
+	sm90BN int
+	// sm90WS selects flash_prefill_sm90ws (warp-specialised) instead.
+	sm90WS       bool
 	prefillRows  int // query rows per prefill block, 16 or 32 per warp
 	prefillWarps int // share a prefill block's query rows
 	prefillBN    int // keys per step of a prefill block: 32 or 64
@@ -105,7 +114,7 @@ func Kernels(m sdk.ModelShape, dev sdk.Device, prefill string) ([]sdk.Kernel, er
 	switch prefill {
 	case PrefillAuto, "":
 		if hopper && wgmmaShape {
-			geo.sm90BN = sm90DefaultBN
+			geo.sm90BN, geo.sm90WS = sm90DefaultBN, true
 		}
 	case PrefillMMA:
 	case PrefillWGMMA:
@@ -115,7 +124,7 @@ func Kernels(m sdk.ModelShape, dev sdk.Device, prefill string) ([]sdk.Kernel, er
 		if !wgmmaShape {
 			return nil, fmt.Errorf("flash: prefill_kernel=%s takes head dims 64 and 128, not %d", prefill, m.HeadDim)
 		}
-		geo.sm90BN = sm90DefaultBN
+		geo.sm90BN, geo.sm90WS = sm90DefaultBN, true
 	default:
 		return nil, fmt.Errorf("flash: prefill_kernel %q: want %s, %s or %s", prefill, PrefillAuto, PrefillMMA, PrefillWGMMA)
 	}
@@ -159,9 +168,15 @@ func kernels(m sdk.ModelShape, dtype string, geo geometry) ([]sdk.Kernel, error)
 	if geo.sm90BN > 0 {
 		prefillEntry = "flash_prefill_sm90"
 		prefill = sdk.Launch{Grid: sdk.GridQTilesHeadsSeqs, BlockX: sm90Threads, TileQ: 128, SharedMemBytes: sm90SharedMem(d, geo.sm90BN)}
+		ws := sm90WSSharedMem(d, geo.sm90BN)
 		opts = append(opts, "--define-macro=FLASH_SM90=1",
 			fmt.Sprintf("--define-macro=FLASH_SM90_BN=%d", geo.sm90BN),
-			fmt.Sprintf("--define-macro=FLASH_EXPECT_SM90_SMEM=%d", prefill.SharedMemBytes))
+			fmt.Sprintf("--define-macro=FLASH_EXPECT_SM90_SMEM=%d", prefill.SharedMemBytes),
+			fmt.Sprintf("--define-macro=FLASH_EXPECT_SM90WS_SMEM=%d", ws))
+		if geo.sm90WS {
+			prefillEntry = "flash_prefill_sm90ws"
+			prefill = sdk.Launch{Grid: sdk.GridQTilesHeadsSeqs, BlockX: sm90WSThreads, TileQ: 128, SharedMemBytes: ws}
+		}
 	}
 	for _, d := range geo.defines {
 		opts = append(opts, "--define-macro="+d)

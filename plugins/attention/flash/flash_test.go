@@ -74,11 +74,11 @@ func TestKernelsPicksPrefill(t *testing.T) {
 		smem    int
 		err     string
 	}{
-		{"hopper d128 auto", hopper, 128, PrefillAuto, "flash_prefill_sm90", 256, 128*128*2 + 4*64*128*2 + 1024, ""},
-		{"hopper d64 auto", hopper, 64, "", "flash_prefill_sm90", 256, 128*64*2 + 4*64*64*2 + 1024, ""},
+		{"hopper d128 auto", hopper, 128, PrefillAuto, "flash_prefill_sm90ws", 384, 128*128*2 + 6*64*128*2 + 1024, ""},
+		{"hopper d64 auto", hopper, 64, "", "flash_prefill_sm90ws", 384, 128*64*2 + 6*64*64*2 + 1024, ""},
 		{"hopper d32 auto", hopper, 32, PrefillAuto, "flash_prefill", 128, (128 + 2*64) * (32 + 8) * 2, ""},
 		{"hopper d128 mma.sync", hopper, 128, PrefillMMA, "flash_prefill", 128, (128 + 2*64) * (128 + 8) * 2, ""},
-		{"hopper d128 wgmma", hopper, 128, PrefillWGMMA, "flash_prefill_sm90", 256, 128*128*2 + 4*64*128*2 + 1024, ""},
+		{"hopper d128 wgmma", hopper, 128, PrefillWGMMA, "flash_prefill_sm90ws", 384, 128*128*2 + 6*64*128*2 + 1024, ""},
 		{"ampere d128 auto", ampere, 128, PrefillAuto, "flash_prefill", 128, (128 + 2*64) * (128 + 8) * 2, ""},
 		{"blackwell d128 auto", blackwell, 128, PrefillAuto, "flash_prefill", 128, (128 + 2*64) * (128 + 8) * 2, ""},
 		{"ampere wgmma", ampere, 128, PrefillWGMMA, "", 0, 0, `needs an sm_90a GPU (Hopper), this one is "sm_80"`},
@@ -110,7 +110,7 @@ func TestKernelsPicksPrefill(t *testing.T) {
 				t.Errorf("prefill %s, %d threads, %d bytes of shared memory, tile %d; want %s, %d, %d, 128",
 					prefill.Entry, prefill.Launch.BlockX, prefill.Launch.SharedMemBytes, prefill.Launch.TileQ, c.entry, c.threads, c.smem)
 			}
-			wantSM90 := c.entry == "flash_prefill_sm90"
+			wantSM90 := c.entry == "flash_prefill_sm90ws"
 			if got := slices.Contains(prefill.CompileOptions, "--define-macro=FLASH_SM90=1"); got != wantSM90 {
 				t.Errorf("FLASH_SM90 defined: %v, want %v", got, wantSM90)
 			}
