@@ -3,8 +3,9 @@
 // bf16 once, as the A operand of the P·V tensor-core product (as
 // FlashAttention-2 does).
 //
-// Prefill (role attention.prefill): flash_prefill_sm90 on Hopper (see
-// there), flash_prefill elsewhere. A flash_prefill block of 4 warps owns
+// Prefill (role attention.prefill): flash_prefill_sm90ws on Hopper (see
+// there; flash_prefill_sm90 is its simpler predecessor, kept for the
+// benchmarks), flash_prefill elsewhere. A flash_prefill block of 4 warps owns
 // 128 query rows of one head, 32 per warp (two 16-row tensor-core tiles,
 // so each K or V fragment read from shared memory feeds two products), and
 // walks the keys 64 at a time: S = Q·Kᵀ in registers (mma.sync
@@ -555,8 +556,9 @@ extern "C" __global__ void __launch_bounds__(FLASH_PREFILL_BOUNDS) flash_prefill
         }
 }
 
-// Prefill on Hopper (sm_90a): flash_prefill_sm90, chosen by the Go side
-// for head dims 64 and 128 (FLASH_SM90). The same algorithm with
+// Prefill on Hopper (sm_90a), head dims 64 and 128 (FLASH_SM90):
+// flash_prefill_sm90, and below it flash_prefill_sm90ws, the one the Go
+// side chooses. The same algorithm with
 // warpgroup tensor-core products (wgmma), which read both operands of
 // S = Q·Kᵀ and the B operand of P·V straight from shared memory and leave
 // the threads free while they run. A block of 2 warpgroups owns 128 query

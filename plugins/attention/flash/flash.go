@@ -20,7 +20,7 @@ import (
 )
 
 // Version is the plugin's version.
-const Version = "0.2.0"
+const Version = "0.3.0"
 
 //go:embed flash.cu
 var cudaSource string
@@ -58,8 +58,8 @@ const combineThreads = 512
 // tiles of bf16 rows, and 1 KiB to align them to 1024 bytes.
 func sm90SharedMem(d, bn int) int { return 128*d*2 + 4*bn*d*2 + 1024 }
 
-// sm90DefaultBN is flash_prefill_sm90's key step: 64 keys keep two
-// score tiles, the output and P in registers without spilling.
+// sm90DefaultBN is the wgmma prefills' key step: with 128 keys the
+// scores, the output and P spill (bench/RESULTS.md).
 const sm90DefaultBN = 64
 
 // sm90WSSharedMem is flash_prefill_sm90ws's: Q and 3 stages of K and V.
@@ -80,7 +80,8 @@ const (
 	PrefillAuto = "auto"
 	// PrefillMMA is flash_prefill: mma.sync, any GPU from sm_80 on.
 	PrefillMMA = "mma.sync"
-	// PrefillWGMMA is flash_prefill_sm90: Hopper's warpgroup products.
+	// PrefillWGMMA is flash_prefill_sm90ws: Hopper's warpgroup products,
+	// warp-specialised.
 	PrefillWGMMA = "wgmma"
 )
 
