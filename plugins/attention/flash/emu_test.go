@@ -25,3 +25,16 @@ func TestKernelsOnHostEmulator(t *testing.T) {
 		return Kernels(m, sdk.Device{Kind: "cuda", Arch: "sm_80", DType: "bf16"}, PrefillAuto)
 	})
 }
+
+// TestHopperKernelsOnHostEmulator runs the build Kernels picks for sm_90a
+// (flash_prefill_sm90ws) the same way: wgmma from swizzled shared memory
+// through its descriptors, mbarrier stages, named barriers, cp.async with
+// zero fill, all emulated (wgmma at issue, not deferred to its wait).
+func TestHopperKernelsOnHostEmulator(t *testing.T) {
+	hostemu.RunShapes(t, cudaSource, "testdata/emu_run.cpp", []sdk.ModelShape{
+		{NumLayers: 1, NumHeads: 8, NumKVHeads: 2, HeadDim: 64},
+		{NumLayers: 1, NumHeads: 4, NumKVHeads: 2, HeadDim: 128},
+	}, func(m sdk.ModelShape) ([]sdk.Kernel, error) {
+		return Kernels(m, sdk.Device{Kind: "cuda", Arch: "sm_90a", DType: "bf16"}, PrefillAuto)
+	})
+}

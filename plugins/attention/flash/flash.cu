@@ -173,7 +173,7 @@ __device__ __forceinline__ unsigned smem_addr(const void *p) {
     asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(s) : "l"(p));
     return s;
 #else
-    return 0;
+    return emu_smem_addr(p);
 #endif
 }
 
@@ -570,10 +570,10 @@ extern "C" __global__ void __launch_bounds__(FLASH_PREFILL_BOUNDS) flash_prefill
 // ahead, so one barrier per tile suffices. Shared tiles use the 128-byte
 // swizzle wgmma reads: a tile is D/64 panels of 64 columns, rows of 128
 // bytes, 16-byte chunk c of row r stored at chunk c ^ (r % 8), each panel
-// 1024-byte aligned. There is no host emulation of wgmma: the GPU tests
-// check this kernel, the emulator flash_prefill.
+// 1024-byte aligned. The host emulation (internal/hostemu) runs
+// flash_prefill_sm90ws in CI; flash_prefill_sm90 only runs on the GPU.
 #ifdef FLASH_SM90
-#ifndef __CUDA_ARCH_FEAT_SM90_ALL
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #error "FLASH_SM90: the wgmma prefill needs an sm_90a target"
 #endif
 namespace flash90 {
@@ -630,16 +630,34 @@ __device__ __forceinline__ unsigned long long descriptor(unsigned addr, unsigned
 // Shared memory written by this thread's generic stores and cp.async
 // copies becomes visible to wgmma (the async proxy) after this fence and
 // a barrier.
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
-template <int N> __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory"); }
+__device__ __forceinline__ void fence_proxy_async() {
+#ifdef __CUDA_ARCH__
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wgmma_fence() {
+#ifdef __CUDA_ARCH__
+    asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wgmma_commit() {
+#ifdef __CUDA_ARCH__
+    asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+#endif
+}
+template <int N> __device__ __forceinline__ void wgmma_wait() {
+#ifdef __CUDA_ARCH__
+    asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+#endif
+}
 // Ties registers to this point, so that the compiler neither reads an
 // accumulator before the wgmma that writes it has been waited for nor
 // moves a write past the wgmma that reads it.
 template <int N> __device__ __forceinline__ void pin(float (&r)[N]) {
+#ifdef __CUDA_ARCH__
 #pragma unroll
     for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
+#endif
 }
 
 // d (+)= a · b for one warpgroup, a 64×16 and b 16×N bf16, d 64×N fp32
@@ -648,28 +666,44 @@ template <int N> __device__ __forceinline__ void pin(float (&r)[N]) {
 // accumulate 0 overwrites d. _rs: a from registers (mma.sync's A
 // fragment), b MN-major (transposed), d accumulated.
 __device__ __forceinline__ void wgmma_ss(float (&d)[32], unsigned long long da, unsigned long long db, int accumulate) {
+#ifdef __CUDA_ARCH__
     asm volatile("{ .reg .pred p; setp.ne.b32 p, %34, 0;"
                  " wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0; }"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
                  : "l"(da), "l"(db), "r"(accumulate));
+#else
+    emu_wgmma(d, da, db, nullptr, accumulate != 0, false);
+#endif
 }
 __device__ __forceinline__ void wgmma_ss(float (&d)[64], unsigned long long da, unsigned long long db, int accumulate) {
+#ifdef __CUDA_ARCH__
     asm volatile("{ .reg .pred p; setp.ne.b32 p, %66, 0;"
                  " wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0; }"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
                  : "l"(da), "l"(db), "r"(accumulate));
+#else
+    emu_wgmma(d, da, db, nullptr, accumulate != 0, false);
+#endif
 }
 __device__ __forceinline__ void wgmma_rs(float (&d)[32], const unsigned (&a)[4], unsigned long long db) {
+#ifdef __CUDA_ARCH__
     asm volatile("{ .reg .pred p; setp.eq.u32 p, 1, 1;"
                  " wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, 1; }"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
+#else
+    emu_wgmma(d, 0, db, a, true, true);
+#endif
 }
 __device__ __forceinline__ void wgmma_rs(float (&d)[64], const unsigned (&a)[4], unsigned long long db) {
+#ifdef __CUDA_ARCH__
     asm volatile("{ .reg .pred p; setp.eq.u32 p, 1, 1;"
                  " wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 1; }"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
+#else
+    emu_wgmma(d, 0, db, a, true, true);
+#endif
 }
 
 
@@ -965,19 +999,65 @@ constexpr int WS_SMEM = HQ_BYTES + WS_STAGES * 2 * HKV_BYTES + 1024;
 static_assert(FLASH_EXPECT_SM90WS_SMEM == WS_SMEM, "Go's flash_prefill_sm90ws shared memory differs from the kernel's");
 #endif
 
-__device__ __forceinline__ void mbar_init(unsigned a, unsigned count) { asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(a), "r"(count) : "memory"); }
-__device__ __forceinline__ void mbar_wait(unsigned a, unsigned parity) {
-    asm volatile("{ .reg .pred done; WAIT: mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1; @!done bra WAIT; }" ::"r"(a), "r"(parity) : "memory");
+__device__ __forceinline__ void mbar_init(unsigned a, unsigned count) {
+#ifdef __CUDA_ARCH__
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(a), "r"(count) : "memory");
+#else
+    emu_mbar_init(a, count);
+#endif
 }
-__device__ __forceinline__ void mbar_arrive(unsigned a) { asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(a) : "memory"); }
+__device__ __forceinline__ void mbar_wait(unsigned a, unsigned parity) {
+#ifdef __CUDA_ARCH__
+    asm volatile("{ .reg .pred done; WAIT: mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1; @!done bra WAIT; }" ::"r"(a), "r"(parity) : "memory");
+#else
+    emu_mbar_wait(a, parity);
+#endif
+}
+__device__ __forceinline__ void mbar_arrive(unsigned a) {
+#ifdef __CUDA_ARCH__
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(a) : "memory");
+#else
+    emu_mbar_arrive(a);
+#endif
+}
 // Arrives on the mbarrier once this thread's cp.async copies so far land.
-__device__ __forceinline__ void mbar_arrive_copies(unsigned a) { asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(a) : "memory"); }
-__device__ __forceinline__ void bar_sync(int id, int n) { asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory"); }
-__device__ __forceinline__ void bar_arrive(int id, int n) { asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory"); }
-__device__ __forceinline__ void copy_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
+__device__ __forceinline__ void mbar_arrive_copies(unsigned a) {
+#ifdef __CUDA_ARCH__
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(a) : "memory");
+#else
+    emu_mbar_arrive_copies(a);
+#endif
+}
+__device__ __forceinline__ void bar_sync(int id, int n) {
+#ifdef __CUDA_ARCH__
+    asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory");
+#else
+    emu_named_barrier(id, n, true);
+#endif
+}
+__device__ __forceinline__ void bar_arrive(int id, int n) {
+#ifdef __CUDA_ARCH__
+    asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory");
+#else
+    emu_named_barrier(id, n, false);
+#endif
+}
+__device__ __forceinline__ void copy_wait_all() {
+#ifdef __CUDA_ARCH__
+    asm volatile("cp.async.wait_all;" ::: "memory");
+#else
+    emu_copy_commit();
+    emu_copy_wait(0);
+#endif
+}
 // cp.async of 16 bytes, or 16 zero bytes where !valid (src unread).
 __device__ __forceinline__ void copy16_or_zero(void *dst, const void *src, bool valid) {
+#ifdef __CUDA_ARCH__
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(flash::smem_addr(dst)), "l"(src), "r"(valid ? 16 : 0) : "memory");
+#else
+    static const unsigned char zeros[16] = {};
+    emu_copy_async(dst, valid ? src : zeros, 16);
+#endif
 }
 
 // Rows [r0, r0 + ROWS) of a swizzled tile of TILE rows from a D-wide

@@ -17,10 +17,15 @@ int main() {
         const long long perTile = 4 * D + 8;
         return 64 + perTile * R + (perTile + DTILE - 1) / DTILE * R * L;
     };
+    emu_smem_base = flash_smem;
     a.launch = [](const longctx_attention_params &p, bool decode) {
         const unsigned S = p.num_seqs, H = p.num_heads, KVH = p.num_kv_heads;
         if (!decode) {
+#ifdef FLASH_SM90 // Hopper's prefill, as flash.go picks it for sm_90a
+            emu_launch(flash_prefill_sm90ws, dim3{(unsigned)((p.num_q + 127) / 128), H, S}, dim3{flash90::WS_THREADS, 1, 1}, p);
+#else
             emu_launch(flash_prefill, dim3{(unsigned)((p.num_q + BM - 1) / BM), H, S}, dim3{THREADS, 1, 1}, p);
+#endif
         } else {
             emu_launch(flash_decode, dim3{(unsigned)((p.max_kv_len + DTILE - 1) / DTILE), KVH, S}, dim3{DTHREADS, 1, 1}, p);
             emu_launch(flash_decode_combine, dim3{S * H * p.num_q, 1, 1}, dim3{COMBINE_THREADS, 1, 1}, p);

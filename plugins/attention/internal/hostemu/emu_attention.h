@@ -18,6 +18,8 @@ thread_local emu_uint3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
 thread_local emu_block *emu_this_block;
 bool emu_copy_late;
+unsigned char *emu_smem_base;
+emu_deferred_arrivals emu_deferred;
 std::atomic<int> emu_copy_unwaited;
 thread_local emu_copies emu_this_copies;
 

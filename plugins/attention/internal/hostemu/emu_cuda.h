@@ -3,13 +3,17 @@
 // so __shared__ variables (made static) and the dynamic shared memory
 // array are the block's. WMMA fragments are whole matrices in every lane;
 // ldmatrix and mma.sync exchange their lanes' registers through the warp
-// as the hardware does. It checks the kernels' indexing, fragment layouts,
+// as the hardware does; wgmma (at issue, from 128-byte-swizzled
+// descriptors), mbarriers and named barriers are emulated for the Hopper
+// kernels. It checks the kernels' indexing, fragment layouts,
 // masking, tiling, workspace layout and cp.async waits, not their speed or
 // the GPU's memory model.
 #pragma once
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <map>
+#include <mutex>
 #include <cstdio>
 #include <cstring>
 #include <math.h>
@@ -81,6 +85,7 @@ struct emu_block {
     std::vector<uint32_t> lanes;     // shuffle exchange, 32 per warp
     std::vector<const void *> ptrs;  // ldmatrix row addresses, 32 per warp
     std::vector<uint32_t> frags;     // mma operands, 32 lanes x 10 words per warp
+    std::atomic<uint64_t> named[16]; // bar.sync / bar.arrive: phase << 32 | arrived
 };
 extern thread_local emu_block *emu_this_block;
 
@@ -197,6 +202,141 @@ inline void emu_copy_end() {
     c.groups.clear();
 }
 
+// Shared-memory addresses (the 32-bit operands of ldmatrix, cp.async,
+// wgmma descriptors, mbarriers): offsets from the driver's dynamic shared
+// memory array, emu_smem_base (static __shared__ variables lie elsewhere
+// and get offsets that wrap; they only round-trip through emu_smem_ptr).
+extern unsigned char *emu_smem_base;
+inline unsigned emu_smem_addr(const void *p) { return (unsigned)((uintptr_t)p - (uintptr_t)emu_smem_base); }
+inline unsigned char *emu_smem_ptr(unsigned a) { return emu_smem_base + (int32_t)a; }
+
+// mbarrier: a 64-bit word in shared memory holding phase << 32 |
+// pending << 16 | expected; try_wait.parity(P) succeeds once the phase of
+// parity P has completed.
+inline std::atomic<uint64_t> *emu_mbar(unsigned a) { return reinterpret_cast<std::atomic<uint64_t> *>(emu_smem_ptr(a)); }
+inline void emu_mbar_init(unsigned a, unsigned count) { emu_mbar(a)->store((uint64_t)count << 16 | count); }
+inline void emu_mbar_arrive(unsigned a) {
+    auto *m = emu_mbar(a);
+    uint64_t s = m->load();
+    for (;;) {
+        const uint64_t phase = s >> 32, pending = s >> 16 & 0xffff, expected = s & 0xffff;
+        if (pending == 0) {
+            fprintf(stderr, "emu: arrival on a completed mbarrier\n");
+            abort();
+        }
+        const uint64_t next = pending == 1 ? (phase + 1) << 32 | expected << 16 | expected : phase << 32 | (pending - 1) << 16 | expected;
+        if (m->compare_exchange_weak(s, next)) return;
+    }
+}
+// cp.async.mbarrier.arrive: with emu_copy_late the thread's copies and
+// its arrival wait on the mbarrier until a thread waits on it, so that
+// data read without waiting on the right barrier is stale; otherwise the
+// copies land now.
+struct emu_deferred_arrivals {
+    std::mutex mu;
+    std::map<unsigned, std::vector<std::vector<emu_copy>>> at; // by mbarrier address
+};
+extern emu_deferred_arrivals emu_deferred;
+inline void emu_mbar_arrive_copies(unsigned a) {
+    emu_copy_commit();
+    if (!emu_copy_late) {
+        emu_copy_wait(0);
+        emu_mbar_arrive(a);
+        return;
+    }
+    std::vector<emu_copy> mine;
+    for (auto &g : emu_this_copies.groups)
+        for (const emu_copy &c : g) mine.push_back(c);
+    emu_this_copies.groups.clear();
+    std::lock_guard<std::mutex> lock(emu_deferred.mu);
+    emu_deferred.at[a].push_back(std::move(mine));
+}
+inline void emu_mbar_land(unsigned a) {
+    std::vector<std::vector<emu_copy>> due;
+    {
+        std::lock_guard<std::mutex> lock(emu_deferred.mu);
+        auto it = emu_deferred.at.find(a);
+        if (it == emu_deferred.at.end()) return;
+        due.swap(it->second);
+    }
+    for (auto &copies : due) {
+        for (const emu_copy &c : copies) memcpy(c.dst, c.src, c.n);
+        emu_mbar_arrive(a);
+    }
+}
+inline void emu_mbar_wait(unsigned a, unsigned parity) {
+    for (;;) {
+        emu_mbar_land(a);
+        if ((emu_mbar(a)->load() >> 32 & 1) != parity) return;
+        std::this_thread::yield();
+    }
+}
+
+// bar.sync (wait) and bar.arrive (not) on named barrier id of n threads.
+inline void emu_named_barrier(int id, int n, bool wait) {
+    std::atomic<uint64_t> &b = emu_this_block->named[id];
+    uint64_t s = b.load();
+    for (;;) {
+        const uint64_t phase = s >> 32, arrived = s & 0xffffffffu;
+        const bool last = (int)arrived + 1 == n;
+        if (b.compare_exchange_weak(s, last ? (phase + 1) << 32 : phase << 32 | (arrived + 1))) {
+            if (wait && !last)
+                while (b.load() >> 32 == phase) std::this_thread::yield();
+            return;
+        }
+    }
+}
+
+// wgmma.mma_async m64nNk16 bf16 → f32 for one warpgroup, at issue (the
+// emulation does not defer it to the wait). Operands in shared memory come
+// through 128-byte-swizzled matrix descriptors: A and B K-major (B as N
+// rows of K), or with tnsp_b B MN-major (K rows of N). With a_regs, A is
+// the warp's mma.sync-style fragments, exchanged through the warp. Each
+// thread computes its own accumulators: warp w of the group holds rows
+// 16 w + lane / 4 (+ 8), columns 8 (i / 4) + 2 (lane % 4) + i % 2.
+struct emu_desc {
+    unsigned start, lead, stride;
+    explicit emu_desc(unsigned long long d) : start((d & 0x3fff) << 4), lead((d >> 16 & 0x3fff) << 4), stride((d >> 32 & 0x3fff) << 4) {
+        if (d >> 62 != 1) {
+            fprintf(stderr, "emu: wgmma descriptor without the 128-byte swizzle\n");
+            abort();
+        }
+    }
+    static float at(unsigned addr) {
+        addr ^= (addr >> 7 & 7) << 4; // Swizzle<3,4,3>
+        uint16_t v;
+        memcpy(&v, emu_smem_base + addr, 2);
+        return __uint_as_float((unsigned)v << 16);
+    }
+    // Element (r, k) of a K-major matrix: 8-row groups stride bytes apart.
+    float kmajor(int r, int k) const { return at(start + r / 8 * stride + r % 8 * 128 + 2 * k); }
+    // Element (k, n) of an MN-major matrix: 64-column panels lead bytes
+    // apart, 8-row groups of k stride bytes apart.
+    float mnmajor(int k, int n) const { return at(start + n % 64 * 2 + n / 64 * lead + k % 8 * 128 + k / 8 * stride); }
+};
+template <int R>
+inline void emu_wgmma(float (&d)[R], unsigned long long da, unsigned long long db, const unsigned *a_regs, bool accumulate, bool tnsp_b) {
+    const int w = threadIdx.x / 32, l = threadIdx.x % 32, w4 = w % 4;
+    uint32_t *f = &emu_this_block->frags[320 * w];
+    if (a_regs) {
+        for (int i = 0; i < 4; i++) f[10 * l + i] = a_regs[i];
+        emu_this_block->warps[w]->wait();
+    }
+    const auto half = [](uint32_t x, int hi) { return __uint_as_float((hi ? x >> 16 : x & 0xffffu) << 16); };
+    const emu_desc b(db);
+    for (int i = 0; i < R; i++) {
+        const int r = l / 4 + 8 * (i / 2 % 2), n = 8 * (i / 4) + 2 * (l % 4) + i % 2;
+        float s = 0.f;
+        for (int k = 0; k < 16; k++) {
+            const float av = a_regs ? half(f[10 * ((r % 8) * 4 + (k % 8) / 2) + (r >= 8) + 2 * (k >= 8)], k % 2) : emu_desc(da).kmajor(16 * w4 + r, k);
+            const float bv = tnsp_b ? b.mnmajor(k, n) : b.kmajor(n, k);
+            s += av * bv;
+        }
+        d[i] = accumulate ? d[i] + s : s;
+    }
+    if (a_regs) emu_this_block->warps[w]->wait();
+}
+
 // emu_launch runs the grid one block at a time on blockDim threads that
 // are created once per launch.
 template <class P> void emu_launch(void (*kernel)(P), dim3 grid, dim3 block, P p) {
@@ -227,6 +367,8 @@ template <class P> void emu_launch(void (*kernel)(P), dim3 grid, dim3 block, P p
                         done.wait();
                         if (t == 0) {
                             all.reset(n);
+                            for (auto &x : b.named) x.store(0);
+                            emu_deferred.at.clear();
                             for (int w = 0; w < nw; w++) b.warps[w]->reset(warpSize(w));
                         }
                         done.wait();
