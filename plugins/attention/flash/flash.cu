@@ -4,8 +4,7 @@
 // FlashAttention-2 does).
 //
 // Prefill (role attention.prefill): flash_prefill_sm90ws on Hopper (see
-// there; flash_prefill_sm90 is its simpler predecessor, kept for the
-// benchmarks), flash_prefill elsewhere. A flash_prefill block of 4 warps owns
+// there), flash_prefill elsewhere. A flash_prefill block of 4 warps owns
 // 128 query rows of one head, 32 per warp (two 16-row tensor-core tiles,
 // so each K or V fragment read from shared memory feeds two products), and
 // walks the keys 64 at a time: S = Q·Kᵀ in registers (mma.sync
@@ -557,21 +556,14 @@ extern "C" __global__ void __launch_bounds__(FLASH_PREFILL_BOUNDS) flash_prefill
 }
 
 // Prefill on Hopper (sm_90a), head dims 64 and 128 (FLASH_SM90):
-// flash_prefill_sm90, and below it flash_prefill_sm90ws, the one the Go
-// side chooses. The same algorithm with
-// warpgroup tensor-core products (wgmma), which read both operands of
-// S = Q·Kᵀ and the B operand of P·V straight from shared memory and leave
-// the threads free while they run. A block of 2 warpgroups owns 128 query
-// rows of one head (64 per warpgroup, 16 per warp) and walks the keys
-// FLASH_SM90_BN (default 64) at a time; P stays in registers as the A
-// operand of P·V. Software pipeline per key tile i: the scores of tile
-// i + 1 run on the tensor cores while the threads do tile i's softmax,
-// then P·V(i); K and V are double-buffered and copied (cp.async) a tile
-// ahead, so one barrier per tile suffices. Shared tiles use the 128-byte
+// flash_prefill_sm90ws, below, with the helpers here. Warpgroup
+// tensor-core products (wgmma) read both operands of S = Q·Kᵀ and the B
+// operand of P·V straight from shared memory and leave the threads free
+// while they run; P stays in registers as the A operand of P·V. Keys go
+// FLASH_SM90_BN (default 64) at a time. Shared tiles use the 128-byte
 // swizzle wgmma reads: a tile is D/64 panels of 64 columns, rows of 128
 // bytes, 16-byte chunk c of row r stored at chunk c ^ (r % 8), each panel
-// 1024-byte aligned. The host emulation (internal/hostemu) runs
-// flash_prefill_sm90ws in CI; flash_prefill_sm90 only runs on the GPU.
+// 1024-byte aligned. The host emulation (internal/hostemu) runs it in CI.
 #ifdef FLASH_SM90
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #error "FLASH_SM90: the wgmma prefill needs an sm_90a target"
@@ -584,40 +576,15 @@ using flash::D;
 #ifndef FLASH_SM90_BN
 #define FLASH_SM90_BN 128
 #endif
-constexpr int HBM = 128, HBN = FLASH_SM90_BN, HTHREADS = 256;
+constexpr int HBM = 128, HBN = FLASH_SM90_BN;
 static_assert(D == 64 || D == 128, "the sm_90 prefill takes head dims 64 and 128");
 static_assert(HBN == 64 || HBN == 128, "sm_90 prefill key tile: 64 or 128");
 constexpr int HQ_BYTES = HBM * D * 2, HKV_BYTES = HBN * D * 2;
-constexpr int HSMEM = HQ_BYTES + 4 * HKV_BYTES + 1024; // Q, K and V twice, 1024-byte alignment
 constexpr int HNT = HBN / 8;                          // 8-key score tiles per row
-#ifdef FLASH_EXPECT_SM90_SMEM
-static_assert(FLASH_EXPECT_SM90_SMEM == HSMEM, "Go's flash_prefill_sm90 shared memory differs from the kernel's");
-#endif
 
 // Byte offset of 16-byte chunk c of row r in a swizzled tile of ROWS rows.
 template <int ROWS> __device__ __forceinline__ unsigned swizzled(int r, int c) {
     return (c / 8) * (ROWS * 128) + r * 128 + (((c % 8) ^ (r % 8)) << 4);
-}
-
-// Starts copying rows [0, n) of a D-wide bf16 matrix (rows stride elements
-// apart) into a swizzled tile and zeroes rows [n, ROWS).
-template <int ROWS> __device__ __forceinline__ void load_tile(unsigned char *dst, const bits16 *src, long long stride, int n, bool vec) {
-    constexpr int CH = D / 8;
-    static_assert(ROWS * CH % HTHREADS == 0, "whole chunks per thread");
-    if (vec) {
-#pragma unroll
-        for (int k = 0; k < ROWS * CH / HTHREADS; k++) {
-            const int idx = threadIdx.x + k * HTHREADS, r = idx / CH, c = idx % CH;
-            unsigned char *d = dst + swizzled<ROWS>(r, c);
-            if (r < n) flash::copy16_async(d, src + r * stride + c * 8);
-            else *reinterpret_cast<uint4 *>(d) = make_uint4(0u, 0u, 0u, 0u);
-        }
-    } else {
-        for (int idx = threadIdx.x; idx < ROWS * D; idx += HTHREADS) {
-            const int r = idx / D, col = idx % D;
-            reinterpret_cast<bits16 *>(dst + swizzled<ROWS>(r, col / 8))[col % 8] = r < n ? src[r * stride + col] : (bits16)0;
-        }
-    }
 }
 
 // A wgmma shared-memory matrix descriptor: start address, leading and
@@ -875,121 +842,13 @@ __device__ __forceinline__ BlockWork block_work(const longctx_attention_params &
 
 } // namespace flash90
 
-extern "C" __global__ void __launch_bounds__(flash90::HTHREADS, 1) flash_prefill_sm90(longctx_attention_params p) {
-    using namespace flash90;
-    using flash::neg_inf;
-    extern __shared__ __align__(16) unsigned char flash_smem[];
-    __shared__ int range[2][4];
-    unsigned char *sQ = flash_smem + ((1024 - flash::smem_addr(flash_smem) % 1024) % 1024);
-    unsigned char *sK = sQ + HQ_BYTES;         // [2][HKV_BYTES]
-    unsigned char *sV = sK + 2 * HKV_BYTES;    // [2][HKV_BYTES]
-
-    const BlockWork bw = block_work(p, range);
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, wg = tid / 128;
-    const int nq = bw.nq, qmax = bw.qmax, kbegin = bw.kbegin, kend = bw.kend, kfull = bw.kfull, kwin = bw.kwin, window = bw.window;
-    const int *qpos = bw.qpos, *kpos = bw.kpos;
-    const long long qrow0 = bw.qrow0;
-    const bits16 *qsrc = bw.qsrc, *ksrc = bw.ksrc, *vsrc = bw.vsrc;
-    const bool vq = bw.vq, vk = bw.vk, vv = bw.vv;
-
-    // Tile i is keys [kbegin + i HBN, +HBN); K(i) and V(i) live in buffer
-    // i % 2. Copy groups: {Q, K(0)}, then {V(0), K(1)}, then per tile i
-    // {V(i+1), K(i+2)}, issued once tile i's barrier shows that every
-    // warp is done with S(i) and P·V(i-1), the buffers they overwrite.
-    const int tiles = (kend - kbegin + HBN - 1) / HBN;
-    auto load_k = [&](int i) {
-        if (i < tiles) load_tile<HBN>(sK + (i & 1) * HKV_BYTES, ksrc + (long long)(kbegin + i * HBN) * bw.kstride, bw.kstride, min(HBN, kend - kbegin - i * HBN), vk);
-    };
-    auto load_v = [&](int i) {
-        if (i < tiles) load_tile<HBN>(sV + (i & 1) * HKV_BYTES, vsrc + (long long)(kbegin + i * HBN) * bw.vstride, bw.vstride, min(HBN, kend - kbegin - i * HBN), vv);
-    };
-    load_tile<HBM>(sQ, qsrc, p.q_row_stride, nq, vq);
-    load_k(0);
-    flash::copy_commit();
-    load_v(0);
-    load_k(1);
-    flash::copy_commit();
-
-    float o[D / 2];
-#pragma unroll
-    for (int i = 0; i < D / 2; i++) o[i] = 0.f;
-    float m[2] = {neg_inf(), neg_inf()}, l[2] = {0.f, 0.f};
-    const float sl2 = p.scale * flash::LOG2E;
-    // This thread's rows of the block: r0 and r0 + 8.
-    const int r0 = wg * 64 + (warp % 4) * 16 + lane / 4;
-    const unsigned qaddr = flash::smem_addr(sQ) + wg * 64 * 128, kaddr = flash::smem_addr(sK), vaddr = flash::smem_addr(sV);
-
-    // s = Q·K(i)ᵀ, issued and committed, not waited for.
-    auto issue_scores = [&](float(&s)[HBN / 2], int i) {
-        wgmma_fence();
-#pragma unroll
-        for (int kt = 0; kt < D / 16; kt++)
-            wgmma_ss(s, descriptor(qaddr + kt / 4 * (HBM * 128) + kt % 4 * 32, 16, 1024),
-                     descriptor(kaddr + (i & 1) * HKV_BYTES + kt / 4 * (HBN * 128) + kt % 4 * 32, 16, 1024), kt > 0);
-        wgmma_commit();
-    };
-
-    // One tile: the scores of tile i + 1 (into sn) run on the tensor cores
-    // while this thread turns tile i's (sc) into probabilities; then P·V(i).
-    auto step = [&](float(&sc)[HBN / 2], float(&sn)[HBN / 2], int i) {
-        const int n0 = kbegin + i * HBN, nk = min(HBN, kend - n0);
-        flash::copy_wait<0>();
-        fence_proxy_async();
-        __syncthreads(); // V(i) and K(i+1) landed; every warp is done with S(i) and P·V(i-1)
-        load_v(i + 1);
-        load_k(i + 2);
-        flash::copy_commit();
-        // Issued even after the last tile (into a buffer holding stale
-        // keys, the result unused): ptxas serialises wgmma issued under a
-        // branch.
-        issue_scores(sn, i + 1);
-
-        if (nk < HBN || n0 + HBN > kfull || (window > 0 && n0 < kwin)) {
-            int rowpos[2];
-#pragma unroll
-            for (int hf = 0; hf < 2; hf++) rowpos[hf] = r0 + hf * 8 < nq ? qpos[r0 + hf * 8] : qmax;
-            mask_scores(sc, rowpos, kpos, n0, nk, window);
-        }
-        float corr[2];
-        online_softmax(sc, m, l, corr, sl2);
-        rescale(o, corr);
-        unsigned pa[HBN / 16][4];
-        p_fragments(sc, pa);
-        pin(o);
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < HBN / 16; kk++)
-            wgmma_rs(o, pa[kk], descriptor(vaddr + (i & 1) * HKV_BYTES + kk * 16 * 128, HBN * 128, 1024));
-        wgmma_commit();
-        wgmma_wait<0>();
-        pin(o);
-        pin(sn);
-        return i + 1 < tiles;
-    };
-
-    float sa[HBN / 2], sb[HBN / 2];
-    if (tiles > 0) {
-        flash::copy_wait<1>(); // Q and K(0)
-        fence_proxy_async();
-        __syncthreads();
-        issue_scores(sa, 0);
-        wgmma_wait<0>();
-        pin(sa);
-        for (int i = 0; step(sa, sb, i) && step(sb, sa, i + 1); i += 2) {
-        }
-    }
-    flash::copy_wait<0>();
-
-    store_rows(o, l, static_cast<bits16 *>(p.out) + qrow0 * p.out_row_stride + (long long)bw.head * D, p.out_row_stride, r0, nq);
-}
-
 // flash_prefill_sm90ws: the wgmma prefill with warp specialisation, as in
-// FlashAttention-3 but fed by cp.async instead of TMA. Warpgroup 0 only
-// copies K and V into 3 stages (mbarriers "full": the copies of a stage
-// landed, "empty": both consumers are done with it); warpgroups 1 and 2
-// each own 64 query rows and take turns on the tensor cores (named
-// barriers 1 and 2), so that one's softmax runs while the other's
-// products do. Per key tile i a consumer issues S(i+1) and P·V(i) in its
+// FlashAttention-3 but fed by cp.async instead of TMA. A block owns 128
+// query rows of one head. Warpgroup 0 only copies K and V into 3 stages
+// (mbarriers "full": the copies of a stage landed, "empty": both
+// consumers are done with it); warpgroups 1 and 2 each own 64 query rows
+// and take turns on the tensor cores (named barriers 1 and 2), so that
+// one's softmax runs while the other's products do. Per key tile i a consumer issues S(i+1) and P·V(i) in its
 // turn, then turns S(i+1) into probabilities while both run.
 namespace flash90 {
 

@@ -54,11 +54,7 @@ func decodeSharedMem(d int) int {
 // a score row's tiles.
 const combineThreads = 512
 
-// sm90SharedMem is flash_prefill_sm90's: swizzled Q, two K and two V
-// tiles of bf16 rows, and 1 KiB to align them to 1024 bytes.
-func sm90SharedMem(d, bn int) int { return 128*d*2 + 4*bn*d*2 + 1024 }
-
-// sm90DefaultBN is the wgmma prefills' key step: with 128 keys the
+// sm90DefaultBN is flash_prefill_sm90ws's key step: with 128 keys the
 // scores, the output and P spill (bench/RESULTS.md).
 const sm90DefaultBN = 64
 
@@ -68,10 +64,6 @@ func sm90WSSharedMem(d, bn int) int { return 128*d*2 + 3*2*bn*d*2 + 1024 }
 // sm90WSThreads is flash_prefill_sm90ws's block: a copying warpgroup and
 // two computing ones.
 const sm90WSThreads = 384
-
-// sm90Threads is flash_prefill_sm90's block: two warpgroups of 64 query
-// rows each.
-const sm90Threads = 256
 
 // The prefill kernels the option prefill_kernel chooses between.
 const (
@@ -88,12 +80,10 @@ const (
 // geometry is what may vary between builds of flash.cu; benchmarks try
 // other values.
 type geometry struct {
-	// sm90BN > 0 selects flash_prefill_sm90 with that many keys per step
-	// (64 or 128) for the prefill role; prefillRows, prefillWarps and
+	// sm90BN > 0 selects flash_prefill_sm90ws with that many keys per
+	// step (64 or 128) for the prefill role; prefillRows, prefillWarps and
 	// prefillBN then describe the unused mma.sync kernel.
-	sm90BN int
-	// sm90WS selects flash_prefill_sm90ws (warp-specialised) instead.
-	sm90WS       bool
+	sm90BN       int
 	prefillRows  int // query rows per prefill block, 16 or 32 per warp
 	prefillWarps int // share a prefill block's query rows
 	prefillBN    int // keys per step of a prefill block: 32 or 64
@@ -105,7 +95,7 @@ type geometry struct {
 var defaultGeometry = geometry{prefillRows: 128, prefillWarps: 4, prefillBN: 64, decodeTile: 256}
 
 // Kernels returns the CUDA kernels for model shape m on dev: the
-// attention.prefill role (flash_prefill_sm90 or flash_prefill, as prefill
+// attention.prefill role (flash_prefill_sm90ws or flash_prefill, as prefill
 // chooses: PrefillAuto, PrefillMMA or PrefillWGMMA) and the
 // attention.decode role (flash_decode, flash_decode_combine).
 func Kernels(m sdk.ModelShape, dev sdk.Device, prefill string) ([]sdk.Kernel, error) {
@@ -115,7 +105,7 @@ func Kernels(m sdk.ModelShape, dev sdk.Device, prefill string) ([]sdk.Kernel, er
 	switch prefill {
 	case PrefillAuto, "":
 		if hopper && wgmmaShape {
-			geo.sm90BN, geo.sm90WS = sm90DefaultBN, true
+			geo.sm90BN = sm90DefaultBN
 		}
 	case PrefillMMA:
 	case PrefillWGMMA:
@@ -125,7 +115,7 @@ func Kernels(m sdk.ModelShape, dev sdk.Device, prefill string) ([]sdk.Kernel, er
 		if !wgmmaShape {
 			return nil, fmt.Errorf("flash: prefill_kernel=%s takes head dims 64 and 128, not %d", prefill, m.HeadDim)
 		}
-		geo.sm90BN, geo.sm90WS = sm90DefaultBN, true
+		geo.sm90BN = sm90DefaultBN
 	default:
 		return nil, fmt.Errorf("flash: prefill_kernel %q: want %s, %s or %s", prefill, PrefillAuto, PrefillMMA, PrefillWGMMA)
 	}
@@ -167,17 +157,11 @@ func kernels(m sdk.ModelShape, dtype string, geo geometry) ([]sdk.Kernel, error)
 	prefill := sdk.Launch{Grid: sdk.GridQTilesHeadsSeqs, BlockX: 32 * geo.prefillWarps, TileQ: geo.prefillRows, SharedMemBytes: geo.prefillSharedMem(d)}
 	prefillEntry := "flash_prefill"
 	if geo.sm90BN > 0 {
-		prefillEntry = "flash_prefill_sm90"
-		prefill = sdk.Launch{Grid: sdk.GridQTilesHeadsSeqs, BlockX: sm90Threads, TileQ: 128, SharedMemBytes: sm90SharedMem(d, geo.sm90BN)}
-		ws := sm90WSSharedMem(d, geo.sm90BN)
+		prefillEntry = "flash_prefill_sm90ws"
+		prefill = sdk.Launch{Grid: sdk.GridQTilesHeadsSeqs, BlockX: sm90WSThreads, TileQ: 128, SharedMemBytes: sm90WSSharedMem(d, geo.sm90BN)}
 		opts = append(opts, "--define-macro=FLASH_SM90=1",
 			fmt.Sprintf("--define-macro=FLASH_SM90_BN=%d", geo.sm90BN),
-			fmt.Sprintf("--define-macro=FLASH_EXPECT_SM90_SMEM=%d", prefill.SharedMemBytes),
-			fmt.Sprintf("--define-macro=FLASH_EXPECT_SM90WS_SMEM=%d", ws))
-		if geo.sm90WS {
-			prefillEntry = "flash_prefill_sm90ws"
-			prefill = sdk.Launch{Grid: sdk.GridQTilesHeadsSeqs, BlockX: sm90WSThreads, TileQ: 128, SharedMemBytes: ws}
-		}
+			fmt.Sprintf("--define-macro=FLASH_EXPECT_SM90WS_SMEM=%d", prefill.SharedMemBytes))
 	}
 	for _, d := range geo.defines {
 		opts = append(opts, "--define-macro="+d)

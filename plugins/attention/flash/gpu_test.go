@@ -76,11 +76,10 @@ func geometryRoles(geo geometry) func(tb testing.TB, env *gputest.Env, c attngpu
 // otherGeometries are the builds the geometry benchmarks compare with the
 // default one (and TestGPUFlashGeometry checks, for the code paths they
 // take: 16 query rows per warp, 64-row blocks, 32-key prefill steps,
-// several decode stages per block, the wgmma prefill without warp
-// specialisation).
+// several decode stages per block, the wgmma prefill with 128-key steps).
 // Each lost to the default on an H100 (bench/RESULTS.md).
 var otherGeometries = []geometry{
-	{sm90BN: 64, prefillRows: 128, prefillWarps: 4, prefillBN: 64, decodeTile: 256},
+	{sm90BN: 128, prefillRows: 128, prefillWarps: 4, prefillBN: 64, decodeTile: 256},
 	{prefillRows: 128, prefillWarps: 8, prefillBN: 32, decodeTile: 1024, defines: []string{"FLASH_PREFILL_RESCALE_ALWAYS"}},
 	{prefillRows: 64, prefillWarps: 4, prefillBN: 64, decodeTile: 512, defines: []string{"FLASH_PREFILL_MIN_BLOCKS=3"}},
 }
@@ -88,10 +87,7 @@ var otherGeometries = []geometry{
 func (g geometry) String() string {
 	s := fmt.Sprintf("rows%d_warps%d_bn%d_tile%d", g.prefillRows, g.prefillWarps, g.prefillBN, g.decodeTile)
 	if g.sm90BN > 0 {
-		s = fmt.Sprintf("wgmma_bn%d_tile%d", g.sm90BN, g.decodeTile)
-		if g.sm90WS {
-			s = fmt.Sprintf("wgmma_ws_bn%d_tile%d", g.sm90BN, g.decodeTile)
-		}
+		s = fmt.Sprintf("wgmma_ws_bn%d_tile%d", g.sm90BN, g.decodeTile)
 	}
 	for _, d := range g.defines {
 		s += "_" + d
@@ -113,7 +109,7 @@ func TestGPUFlashGeometry(t *testing.T) {
 // Hopper, and the others.
 func benchGeometries() []geometry {
 	hopper := defaultGeometry
-	hopper.sm90BN, hopper.sm90WS = sm90DefaultBN, true
+	hopper.sm90BN = sm90DefaultBN
 	return append([]geometry{defaultGeometry, hopper}, otherGeometries...)
 }
 

@@ -323,12 +323,12 @@ inline void emu_wgmma(float (&d)[R], unsigned long long da, unsigned long long d
         emu_this_block->warps[w]->wait();
     }
     const auto half = [](uint32_t x, int hi) { return __uint_as_float((hi ? x >> 16 : x & 0xffffu) << 16); };
-    const emu_desc b(db);
+    const emu_desc a(a_regs ? db : da), b(db); // a unused with a_regs
     for (int i = 0; i < R; i++) {
         const int r = l / 4 + 8 * (i / 2 % 2), n = 8 * (i / 4) + 2 * (l % 4) + i % 2;
         float s = 0.f;
         for (int k = 0; k < 16; k++) {
-            const float av = a_regs ? half(f[10 * ((r % 8) * 4 + (k % 8) / 2) + (r >= 8) + 2 * (k >= 8)], k % 2) : emu_desc(da).kmajor(16 * w4 + r, k);
+            const float av = a_regs ? half(f[10 * ((r % 8) * 4 + (k % 8) / 2) + (r >= 8) + 2 * (k >= 8)], k % 2) : a.kmajor(16 * w4 + r, k);
             const float bv = tnsp_b ? b.mnmajor(k, n) : b.kmajor(n, k);
             s += av * bv;
         }
