@@ -30,6 +30,7 @@ type generateFlags struct {
 	ignoreEOS            bool
 	threads              int
 	backend              string
+	cpuNumerics          string
 	asJSON               bool
 	plugins              pluginFlags
 }
@@ -52,6 +53,9 @@ type generateOutput struct {
 	DecodeTokS     float64 `json:"decode_tok_s"`
 	KVBytesPrefill int64   `json:"kv_bytes_prefill"`
 	KVBytesEnd     int64   `json:"kv_bytes_end"`
+	// Numerics is the engine's arithmetic: fp32 or bf16 (the CUDA engine
+	// and the CPU engine with --cpu-numerics bf16).
+	Numerics string `json:"numerics"`
 	// KVEvicted counts the tokens the KV plugin removed (per layer and
 	// KV head, summed); Attention and KV describe the plugins run.
 	KVEvicted int64         `json:"kv_evicted_tokens"`
@@ -69,7 +73,9 @@ tokenizer.json) or a synthetic preset, runs the prompt through the engine and
 prints the continuation. Decoding is greedy unless --temperature is above 0.
 With a usable GPU (--backend auto, the default) it runs on the CUDA backend,
 in bf16, with the eager plugin's GPU kernels unless --attn names another
-plugin that has some; --backend cpu runs the fp32 CPU engine.
+plugin that has some; --backend cpu runs the fp32 CPU engine, or with
+--cpu-numerics bf16 the CPU engine rounding to bf16 where the CUDA engine
+does (a CPU reference for GPU results; built-in attention only).
 
 --prompt is encoded with the tokenizer's special tokens (as transformers
 does); --chat wraps the text in the model's chat template as a user turn
@@ -103,6 +109,7 @@ does); --chat wraps the text in the model's chat template as a user turn
 	fl.BoolVar(&f.ignoreEOS, "ignore-eos", false, "always generate --max-new-tokens tokens")
 	fl.IntVar(&f.threads, "threads", 0, "worker goroutines for the CPU kernels (0: all cores)")
 	fl.StringVar(&f.backend, "backend", backendAuto, "engine: cuda (bf16 on GPU 0), cpu (fp32), or auto (cuda when a usable GPU is found)")
+	fl.StringVar(&f.cpuNumerics, "cpu-numerics", "fp32", "arithmetic of the CPU engine: fp32, or bf16 (rounds where the CUDA engine does; built-in attention only)")
 	fl.BoolVar(&f.asJSON, "json", false, "print one JSON object with prompt_ids, tokens, text and timings")
 	f.plugins.register(cmd)
 	_ = cmd.MarkFlagDirname("model")
@@ -146,6 +153,10 @@ func runGenerate(cmd *cobra.Command, f generateFlags) error {
 	if err := f.plugins.validate(cmd); err != nil {
 		return err
 	}
+	numerics, err := cpuNumerics(cmd, f.cpuNumerics, f.plugins.attn)
+	if err != nil {
+		return err
+	}
 	if f.greedy && f.temperature > 0 {
 		return usagef(cmd, "--greedy conflicts with --temperature %v", f.temperature)
 	}
@@ -166,6 +177,9 @@ func runGenerate(cmd *cobra.Command, f generateFlags) error {
 		return usagef(cmd, "%v", err)
 	}
 	backend = autoBackend(cmd.Context(), cmd.ErrOrStderr(), f.backend, backend, f.plugins)
+	if backend == backendCUDA && cmd.Flags().Changed("cpu-numerics") {
+		return usagef(cmd, "--cpu-numerics applies to the CPU engine, and the run would use the CUDA engine (bf16 always): add --backend cpu")
+	}
 	device := sdk.CPU
 	if backend == backendCUDA {
 		if f.plugins.attn == "" {
@@ -184,7 +198,7 @@ func runGenerate(cmd *cobra.Command, f generateFlags) error {
 	if backend == backendCUDA {
 		lm, err = loadGPUModel(f.model, f.tokenizer, plugins, gpu.Options{Seed: f.weightsSeed})
 	} else {
-		loadOpts := model.LoadOptions{Seed: f.weightsSeed, Workers: f.threads}
+		loadOpts := model.LoadOptions{Seed: f.weightsSeed, Workers: f.threads, Numerics: numerics}
 		plugins.loadOptions(&loadOpts)
 		lm, err = loadModel(f.model, f.tokenizer, loadOpts)
 	}
@@ -249,6 +263,10 @@ func runGenerate(cmd *cobra.Command, f generateFlags) error {
 		}
 	}
 	out := summarize(lm, prompt, res, text)
+	out.Numerics = numerics.String()
+	if lm.GPU != nil {
+		out.Numerics = model.NumericsBF16.String()
+	}
 	out.Attention, out.KV = plugins.records()
 	if evicted != nil {
 		out.KVEvicted = *evicted
@@ -322,6 +340,20 @@ func summarize(lm *loadedModel, prompt []int, res *model.Result, text string) ge
 		}
 	}
 	return out
+}
+
+// cpuNumerics reads --cpu-numerics. bf16 runs the CPU engine's built-in
+// bf16 eager attention, so it refuses an --attn plugin, whose CPU
+// reference computes in fp32.
+func cpuNumerics(cmd *cobra.Command, value, attn string) (model.Numerics, error) {
+	n, err := model.ParseNumerics(value)
+	if err != nil {
+		return 0, usagef(cmd, "--cpu-numerics: %v", err)
+	}
+	if n == model.NumericsBF16 && attn != "" {
+		return 0, usagef(cmd, "--cpu-numerics bf16 runs the built-in bf16 eager attention; --attn %s computes in fp32 on the CPU", attn)
+	}
+	return n, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

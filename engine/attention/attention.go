@@ -2,7 +2,8 @@
 // implementations: one layer's attention for one sequence, posed as a
 // Problem over explicit token positions, and the Backend interface that
 // solves it. The engine's built-in Eager backend is the fp32 reference the
-// plugin backends (eager, flash, flex) and GPU kernels are checked against.
+// plugin backends (eager, flash, flex) and GPU kernels are checked against;
+// EagerBF16 is its twin with the bf16 roundings of the GPU eager kernels.
 package attention
 
 import (

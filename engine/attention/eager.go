@@ -32,6 +32,16 @@ func (Eager) Name() string { return "eager" }
 
 // Attend computes p.Out.
 func (e Eager) Attend(ctx context.Context, p *Problem) error {
+	return attendParallel(ctx, p, e.Workers, attendGroup)
+}
+
+// groupFunc computes query row i for every query head that reads KV head
+// g, with scores as scratch of at least the longest KV head's length.
+type groupFunc func(p *Problem, i, g int, scores []float32)
+
+// attendParallel validates p and runs group over every (query row, KV
+// head) pair on up to workers goroutines (<= 0: GOMAXPROCS).
+func attendParallel(ctx context.Context, p *Problem, workers int, group groupFunc) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
@@ -46,7 +56,6 @@ func (e Eager) Attend(ctx context.Context, p *Problem) error {
 	for _, pos := range p.KPos {
 		maxLen = max(maxLen, len(pos))
 	}
-	workers := e.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
@@ -73,7 +82,7 @@ func (e Eager) Attend(ctx context.Context, p *Problem) error {
 					return
 				}
 				for it := start; it < min(start+batch, items); it++ {
-					attendGroup(p, it/p.NumKVHeads, it%p.NumKVHeads, scores)
+					group(p, it/p.NumKVHeads, it%p.NumKVHeads, scores)
 				}
 			}
 		}()
@@ -86,7 +95,16 @@ func (e Eager) Attend(ctx context.Context, p *Problem) error {
 }
 
 // attendGroup computes query row i for every query head that reads KV head g.
-func attendGroup(p *Problem, i, g int, scores []float32) {
+func attendGroup(p *Problem, i, g int, scores []float32) { attendRows(p, i, g, scores, false) }
+
+// attendGroupBF16 is attendGroup with EagerBF16's roundings.
+func attendGroupBF16(p *Problem, i, g int, scores []float32) { attendRows(p, i, g, scores, true) }
+
+// attendRows computes query row i for every query head that reads KV head
+// g, in fp32 or, with bf16, rounding S, P and the output as EagerBF16
+// describes. The switch is a branch per key, not a call: the fp32 path
+// stays as fast as it was.
+func attendRows(p *Problem, i, g int, scores []float32, bf16 bool) {
 	d := p.HeadDim
 	group := p.NumHeads / p.NumKVHeads
 	keys, values, kpos := p.K[g], p.V[g], p.KPos[g]
@@ -105,7 +123,13 @@ func attendGroup(p *Problem, i, g int, scores []float32) {
 				scores[j] = float32(math.Inf(-1))
 				continue
 			}
-			s := vec.Dot(q, keys[j*d:(j+1)*d]) * p.Scale
+			s := vec.Dot(q, keys[j*d:(j+1)*d])
+			if bf16 {
+				// The matmul stores bf16, "* scaling" rounds again.
+				s = vec.RoundBF16(vec.RoundBF16(s) * p.Scale)
+			} else {
+				s *= p.Scale
+			}
 			scores[j] = s
 			if !visible || s > maxScore {
 				maxScore = s
@@ -131,7 +155,17 @@ func attendGroup(p *Problem, i, g int, scores []float32) {
 			if e == 0 {
 				continue
 			}
-			vec.Axpy(out, e*inv, values[j*d:(j+1)*d])
+			w := e * inv
+			if bf16 {
+				// P = bf16(exp / sum), dividing as the plugin's softmax
+				// kernel does (the reciprocal's product can differ in the
+				// last fp32 bit, and so in the rounding).
+				w = vec.RoundBF16(e / sum)
+			}
+			vec.Axpy(out, w, values[j*d:(j+1)*d])
+		}
+		if bf16 {
+			vec.RoundBF16s(out) // the matmul stores O in bf16
 		}
 	}
 }

@@ -99,36 +99,41 @@ func repeat(pos []int, n int) [][]int {
 	return out
 }
 
+// naiveCases are the attention problems both Eager and EagerBF16 are
+// checked on against their naive references.
+var naiveCases = []struct {
+	name           string
+	heads, kvHeads int
+	d              int
+	qpos           []int
+	kpos           [][]int
+	window         int
+}{
+	{"mha prefill", 4, 4, 16, span(0, 9), repeat(span(0, 9), 4), 0},
+	{"gqa prefill", 8, 2, 16, span(0, 13), repeat(span(0, 13), 2), 0},
+	{"mqa decode", 6, 1, 8, []int{20}, repeat(span(0, 21), 1), 0},
+	{"chunk after cache", 4, 2, 16, span(10, 15), repeat(span(0, 15), 2), 0},
+	{"sliding window prefill", 4, 2, 16, span(0, 20), repeat(span(0, 20), 2), 5},
+	{"sliding window decode", 4, 2, 16, []int{40}, repeat(span(0, 41), 2), 7},
+	{"window one", 2, 1, 4, span(0, 6), repeat(span(0, 6), 1), 1},
+	{"odd head dim", 3, 3, 7, span(0, 5), repeat(span(0, 5), 3), 0},
+	{
+		"compacted heads of different lengths", 4, 2, 16,
+		[]int{30, 31},
+		[][]int{{0, 1, 7, 19, 28, 30, 31}, {2, 3, 29, 30, 31}},
+		0,
+	},
+	{"no visible key", 2, 1, 4, []int{5, 12}, [][]int{{10, 11, 12}}, 0},
+	{
+		"compacted with window", 4, 2, 8,
+		[]int{30},
+		[][]int{{0, 1, 25, 27, 30}, {2, 26, 28, 29, 30}},
+		4,
+	},
+}
+
 func TestEagerMatchesNaive(t *testing.T) {
-	tests := []struct {
-		name           string
-		heads, kvHeads int
-		d              int
-		qpos           []int
-		kpos           [][]int
-		window         int
-	}{
-		{"mha prefill", 4, 4, 16, span(0, 9), repeat(span(0, 9), 4), 0},
-		{"gqa prefill", 8, 2, 16, span(0, 13), repeat(span(0, 13), 2), 0},
-		{"mqa decode", 6, 1, 8, []int{20}, repeat(span(0, 21), 1), 0},
-		{"chunk after cache", 4, 2, 16, span(10, 15), repeat(span(0, 15), 2), 0},
-		{"sliding window prefill", 4, 2, 16, span(0, 20), repeat(span(0, 20), 2), 5},
-		{"sliding window decode", 4, 2, 16, []int{40}, repeat(span(0, 41), 2), 7},
-		{"window one", 2, 1, 4, span(0, 6), repeat(span(0, 6), 1), 1},
-		{"odd head dim", 3, 3, 7, span(0, 5), repeat(span(0, 5), 3), 0},
-		{
-			"compacted heads of different lengths", 4, 2, 16,
-			[]int{30, 31},
-			[][]int{{0, 1, 7, 19, 28, 30, 31}, {2, 3, 29, 30, 31}},
-			0,
-		},
-		{
-			"compacted with window", 4, 2, 8,
-			[]int{30},
-			[][]int{{0, 1, 25, 27, 30}, {2, 26, 28, 29, 30}},
-			4,
-		},
-	}
+	tests := naiveCases
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, uint64(len(tc.name))))
@@ -147,24 +152,34 @@ func TestEagerMatchesNaive(t *testing.T) {
 }
 
 func TestEagerWorkerCountDoesNotChangeResult(t *testing.T) {
-	rng := rand.New(rand.NewPCG(2, 2))
-	base := problem(rng, 8, 2, 16, span(0, 17), repeat(span(0, 17), 2), 0)
-	var ref []float32
-	for _, workers := range []int{1, 2, 3, 16} {
-		p := *base
-		p.Out = make([]float32, len(base.Out))
-		if err := (Eager{Workers: workers}).Attend(context.Background(), &p); err != nil {
-			t.Fatal(err)
-		}
-		if ref == nil {
-			ref = p.Out
-			continue
-		}
-		for i := range ref {
-			if p.Out[i] != ref[i] {
-				t.Fatalf("workers=%d: Out[%d] = %v, want %v (bitwise, as with 1 worker)", workers, i, p.Out[i], ref[i])
+	for _, tc := range []struct {
+		name    string
+		backend func(workers int) Backend
+	}{
+		{"fp32", func(w int) Backend { return Eager{Workers: w} }},
+		{"bf16", func(w int) Backend { return EagerBF16{Workers: w} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(2, 2))
+			base := problem(rng, 8, 2, 16, span(0, 17), repeat(span(0, 17), 2), 0)
+			var ref []float32
+			for _, workers := range []int{1, 2, 3, 16} {
+				p := *base
+				p.Out = make([]float32, len(base.Out))
+				if err := tc.backend(workers).Attend(context.Background(), &p); err != nil {
+					t.Fatal(err)
+				}
+				if ref == nil {
+					ref = p.Out
+					continue
+				}
+				for i := range ref {
+					if math.Float32bits(p.Out[i]) != math.Float32bits(ref[i]) {
+						t.Fatalf("workers=%d: Out[%d] = %v, want %v (bitwise, as with 1 worker)", workers, i, p.Out[i], ref[i])
+					}
+				}
 			}
-		}
+		})
 	}
 }
 

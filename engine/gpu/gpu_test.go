@@ -463,23 +463,26 @@ func TestGPUL2SelectsLikeThePolicy(t *testing.T) {
 	}
 }
 
-// TestGPUL2MatchesCPU compares the kept sets of the bf16 GPU engine and
-// the fp32 CPU engine over the five tiny checkpoints with a 1000-token
-// prompt. They cannot agree exactly: the keys differ by bf16 rounding
-// through every layer, which swaps tokens whose norms straddle the cut. So
-// the test asserts that every disagreement is such a near-tie (the CPU
-// score of a token only the GPU kept is within 3% of the CPU's cut-off
-// score), and reports the overlap per ratio (the acceptance target is
-// 0.99; see bench/RESULTS.md for the measured values).
+// TestGPUL2MatchesCPU compares the kept sets of the bf16 GPU engine (eager
+// attention) with the CPU engine's over the five tiny checkpoints with a
+// 1000-token prompt, at each ratio. Against the CPU engine in bf16
+// numerics (model.NumericsBF16: it rounds where this engine stores bf16)
+// the overlap must reach issue 7's 0.99; only the order of fp32 sums
+// differs. Against the fp32 CPU engine the keys drift apart by bf16
+// rounding through every layer, which swaps tokens whose norms straddle
+// the cut: that overlap is reported (bench/RESULTS.md), and for both
+// engines every disagreement must be such a near-tie (the CPU score of a
+// token only the GPU kept is within 3% of the CPU's cut-off score).
 func TestGPUL2MatchesCPU(t *testing.T) {
 	needGPU(t)
 	prompt := make([]int, 1000)
 	for i := range prompt {
 		prompt[i] = 3 + (i*7919+i*i*31)%500
 	}
+	const target = 0.99
 	for _, ratio := range []string{"0.25", "0.5", "0.75"} {
-		var same, total int
-		worst := 0.0
+		var same, total [2]int
+		worst := [2]float64{}
 		for _, name := range tinyModels {
 			dir := tinyDir(name)
 			cfg, err := model.LoadConfig(dir)
@@ -493,46 +496,57 @@ func TestGPUL2MatchesCPU(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cpuKept, cpuScores := cpuL2Positions(t, dir, prompt, plan.Policy)
-			s0, t0 := same, total
-			for l := range cfg.NumLayers {
-				for h := range cfg.NumKVHeads {
-					g, w := res[0].KVPositions[l][h], cpuKept[l][h]
-					if len(g) != len(w) {
-						t.Fatalf("%s layer %d head %d keeps %d tokens, CPU %d", name, l, h, len(g), len(w))
-					}
-					sc := cpuScores[l][h]
-					cut := float32(math.Inf(1))
-					for _, p := range w {
-						cut = min(cut, sc[p])
-					}
-					for _, p := range g {
-						if slices.Contains(w, int(p)) {
-							same++
-						} else if gap := cut - sc[p]; gap > 0.03*float32(math.Abs(float64(cut))) {
-							worst = max(worst, float64(gap)/math.Abs(float64(cut)))
-							t.Errorf("%s ratio %s layer %d head %d: the GPU kept position %d whose CPU score %g is %.3g below the cut %g: not a near-tie",
-								name, ratio, l, h, p, sc[p], gap, cut)
-						} else {
-							worst = max(worst, float64(gap)/math.Abs(float64(cut)))
+			for i, num := range []model.Numerics{model.NumericsBF16, model.NumericsFP32} {
+				cpuKept, cpuScores := cpuL2Positions(t, dir, prompt, plan.Policy, num)
+				s0, t0 := same[i], total[i]
+				for l := range cfg.NumLayers {
+					for h := range cfg.NumKVHeads {
+						g, w := res[0].KVPositions[l][h], cpuKept[l][h]
+						if len(g) != len(w) {
+							t.Fatalf("%s layer %d head %d keeps %d tokens, CPU (%s) %d", name, l, h, len(g), num, len(w))
 						}
+						sc := cpuScores[l][h]
+						cut := float32(math.Inf(1))
+						for _, p := range w {
+							cut = min(cut, sc[p])
+						}
+						for _, p := range g {
+							if slices.Contains(w, int(p)) {
+								same[i]++
+								continue
+							}
+							gap := cut - sc[p]
+							worst[i] = max(worst[i], float64(gap)/math.Abs(float64(cut)))
+							if gap > 0.03*float32(math.Abs(float64(cut))) {
+								t.Errorf("%s ratio %s layer %d head %d: the GPU kept position %d whose CPU (%s) score %g is %.3g below the cut %g: not a near-tie",
+									name, ratio, l, h, p, num, sc[p], gap, cut)
+							}
+						}
+						total[i] += len(w)
 					}
-					total += len(w)
 				}
+				t.Logf("ratio %s %s: overlap with the %s CPU engine %.4f (%d of %d)", ratio, name, num,
+					float64(same[i]-s0)/float64(total[i]-t0), same[i]-s0, total[i]-t0)
 			}
-			t.Logf("ratio %s %s: overlap %.4f (%d of %d)", ratio, name, float64(same-s0)/float64(total-t0), same-s0, total-t0)
 		}
-		t.Logf("ratio %s: kept-set overlap with the CPU engine %.4f (%d of %d); largest CPU-score gap of a swapped token %.2g%% of the cut",
-			ratio, float64(same)/float64(total), same, total, 100*worst)
+		for i, num := range []model.Numerics{model.NumericsBF16, model.NumericsFP32} {
+			overlap := float64(same[i]) / float64(total[i])
+			t.Logf("ratio %s: kept-set overlap with the %s CPU engine %.4f (%d of %d); largest CPU-score gap of a swapped token %.2g%% of the cut",
+				ratio, num, overlap, same[i], total[i], 100*worst[i])
+			if num == model.NumericsBF16 && overlap < target {
+				t.Errorf("ratio %s: kept-set overlap with the bf16 CPU engine %.4f, want at least %.2f", ratio, overlap, target)
+			}
+		}
 	}
 }
 
-// cpuL2Positions runs the CPU engine with the l2 reference scorer and
-// returns the kept positions per [layer][kv head] and every token's score
-// before compression (indexed by position: the prompt starts at 0).
-func cpuL2Positions(t *testing.T, dir string, prompt []int, pol kvpolicy.Policy) ([][][]int, [][][]float32) {
+// cpuL2Positions runs the CPU engine in numerics num with the l2 reference
+// scorer and returns the kept positions per [layer][kv head] and every
+// token's score before compression (indexed by position: the prompt starts
+// at 0).
+func cpuL2Positions(t *testing.T, dir string, prompt []int, pol kvpolicy.Policy, num model.Numerics) ([][][]int, [][][]float32) {
 	t.Helper()
-	m, err := model.Load(dir, model.LoadOptions{Open: func(d string) (weights.Source, error) { return safetensors.Open(d) }})
+	m, err := model.Load(dir, model.LoadOptions{Numerics: num, Open: func(d string) (weights.Source, error) { return safetensors.Open(d) }})
 	if err != nil {
 		t.Fatal(err)
 	}

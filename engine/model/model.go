@@ -1,10 +1,11 @@
 // Package model runs decoder-only transformer checkpoints of the Llama,
-// Mistral, Qwen2 and Qwen3 families on the CPU in fp32, structured exactly
-// like their Hugging Face transformers implementations: it parses
-// config.json, binds the checkpoint's tensors (kept in their stored bf16,
-// f16 or f32, never copied whole into fp32), and runs chunked prefill and
-// token-by-token generation over a per-sequence KV cache, with attention
-// delegated to an attention.Backend.
+// Mistral, Qwen2 and Qwen3 families on the CPU in fp32 (or, with
+// NumericsBF16, in fp32 rounded to bf16 wherever the CUDA engine stores a
+// bf16 tensor), structured exactly like their Hugging Face transformers
+// implementations: it parses config.json, binds the checkpoint's tensors
+// (kept in their stored bf16, f16 or f32, never copied whole into fp32),
+// and runs chunked prefill and token-by-token generation over a
+// per-sequence KV cache, with attention delegated to an attention.Backend.
 //
 // Synthetic presets ("synthetic:llama3-8b", ...) give the real shapes with
 // seeded random weights for performance work without a download.
@@ -33,7 +34,8 @@ type LoadOptions struct {
 	// Open opens a checkpoint folder as a weights.Source (the engine's
 	// safetensors.Open). Required to load a folder; unused for presets.
 	Open func(dir string) (weights.Source, error)
-	// Attention computes attention; nil means attention.Eager{}.
+	// Attention computes attention; nil means attention.Eager{}, or
+	// attention.EagerBF16{} with NumericsBF16 (which accepts no other).
 	Attention attention.Backend
 	// Seed seeds a synthetic preset's weights.
 	Seed uint64
@@ -44,6 +46,10 @@ type LoadOptions struct {
 	// what the host has available (MemAvailable, capped by the cgroup
 	// limit); negative disables the check.
 	MemoryLimit int64
+	// Numerics is the forward pass's arithmetic: NumericsFP32 (the zero
+	// value) or NumericsBF16, which reproduces the bf16 GPU engine's
+	// roundings and converts F16/F32 weights to bf16 as it does.
+	Numerics Numerics
 }
 
 // Info describes a loaded model.
@@ -58,8 +64,10 @@ type Info struct {
 	Params      int64
 	WeightBytes int64
 	// DType is the element type of the embedding matrix, the checkpoint's
-	// main type.
+	// main type (BF16 with NumericsBF16, which converts the weights).
 	DType weights.DType
+	// Numerics is the forward pass's arithmetic.
+	Numerics Numerics
 }
 
 // Model is a loaded model. It is read-only once loaded: several Sequences
@@ -71,6 +79,7 @@ type Model struct {
 	w       *binding
 	invFreq []float32
 	attn    attention.Backend
+	ar      arith
 	workers int
 	// memOpt is LoadOptions.MemoryLimit, consulted again before each run.
 	memOpt int64
@@ -123,6 +132,13 @@ func FromSource(cfg Config, src weights.Source, opts LoadOptions) (*Model, error
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := opts.Numerics.validate(); err != nil {
+		return nil, err
+	}
+	attn, err := attentionFor(opts.Numerics, opts.Attention, opts.Workers)
+	if err != nil {
+		return nil, err
+	}
 	invFreq, err := rope.InvFreq(cfg.RoPE, cfg.HeadDim)
 	if err != nil {
 		return nil, err
@@ -141,7 +157,11 @@ func FromSource(cfg Config, src weights.Source, opts LoadOptions) (*Model, error
 			return nil, err
 		}
 	}
-	w, err := bind(cfg, src)
+	bindSrc := src
+	if opts.Numerics == NumericsBF16 {
+		bindSrc = bf16Source{src}
+	}
+	w, err := bind(cfg, bindSrc)
 	if err != nil {
 		return nil, err
 	}
@@ -156,12 +176,10 @@ func FromSource(cfg Config, src weights.Source, opts LoadOptions) (*Model, error
 		src:     src,
 		w:       w,
 		invFreq: invFreq,
-		attn:    opts.Attention,
+		attn:    attn,
+		ar:      opts.Numerics.arith(),
 		workers: nworkers,
 		memOpt:  opts.MemoryLimit,
-	}
-	if m.attn == nil {
-		m.attn = attention.Eager{Workers: opts.Workers}
 	}
 	m.info = Info{
 		Family:      cfg.Family,
@@ -169,6 +187,7 @@ func FromSource(cfg Config, src weights.Source, opts LoadOptions) (*Model, error
 		Params:      w.params,
 		WeightBytes: w.bytes,
 		DType:       w.embedDType,
+		Numerics:    opts.Numerics,
 	}
 	return m, nil
 }
@@ -212,7 +231,10 @@ func (m *Model) checkRun(tokens, chunk int) error {
 	return checkFits(fmt.Sprintf("a run of %d tokens", tokens), need, limit)
 }
 
-// matrix kernels use the model's worker count.
+// mul computes out = x·matᵀ + bias with the model's worker count, and
+// stores the result as the model's arithmetic does (bf16: rounded once,
+// after the fp32 bias add, as the GPU's GEMM epilogue writes it).
 func (m *Model) mul(mat cpu.Matrix, out, x []float32, n int, bias []float32) {
 	mat.MulT(out, x, n, bias, m.workers)
+	m.ar.store(out[:n*mat.Rows])
 }

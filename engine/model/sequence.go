@@ -8,7 +8,6 @@ import (
 
 	"github.com/longctx/longctx/engine/attention"
 	"github.com/longctx/longctx/engine/kvcache"
-	"github.com/longctx/longctx/engine/model/cpu"
 	"github.com/longctx/longctx/engine/model/rope"
 )
 
@@ -121,6 +120,8 @@ func (s *Sequence) forward(ctx context.Context, tokens []int, wantLogits bool) (
 	}
 	angles := rope.NewTable(m.invFreq, b.positions)
 
+	// With NumericsBF16 the embedding rows are bf16 already (the weights
+	// are), as core_embed copies them: no rounding needed.
 	for i, t := range tokens {
 		m.w.embed.ReadRow(b.x[i*hidden:(i+1)*hidden], t)
 	}
@@ -141,35 +142,41 @@ func (s *Sequence) forward(ctx context.Context, tokens []int, wantLogits bool) (
 	}
 	last := b.x[(n-1)*hidden : n*hidden]
 	normed := b.h[:hidden]
-	cpu.RMSNorm(normed, last, m.w.norm, eps)
+	m.ar.rmsNorm(normed, last, m.w.norm, eps)
 	logits := make([]float32, c.VocabSize)
-	m.mul(m.w.lmHead, logits, normed, 1, nil)
+	m.mul(m.w.lmHead, logits, normed, 1, nil) // bf16: the lm_head GEMM writes bf16 logits
 	return logits, nil
 }
 
 // layer runs decoder layer li over the n rows of the residual stream b.x.
+// The arithmetic (m.ar) is fp32, or bf16 with a rounding wherever the GPU
+// engine's layer (engine/gpu/forward.go) stores a bf16 tensor; see
+// bf16Arith for which kernel each rounding mirrors.
 func (s *Sequence) layer(ctx context.Context, li, n int, eps float32, angles rope.Table) error {
 	m, c, b := s.m, s.m.cfg, &s.buf
 	w := &m.w.layers[li]
 	d := c.HeadDim
 
-	cpu.RMSNorm(b.h, b.x, w.inNorm, eps)
+	m.ar.rmsNorm(b.h, b.x, w.inNorm, eps)
 	m.mul(w.q, b.q, b.h, n, w.qBias)
 	m.mul(w.k, b.k, b.h, n, w.kBias)
 	m.mul(w.v, b.v, b.h, n, w.vBias)
 	if c.QKNorm {
 		// Each head's vector is normalised on its own: rows of head_dim.
-		cpu.RMSNorm(b.q, b.q, w.qNorm, eps)
-		cpu.RMSNorm(b.k, b.k, w.kNorm, eps)
+		m.ar.rmsNorm(b.q, b.q, w.qNorm, eps)
+		m.ar.rmsNorm(b.k, b.k, w.kNorm, eps)
 	}
 	for i := range n {
 		for h := range c.NumHeads {
-			angles.Rotate(b.q[(i*c.NumHeads+h)*d:], i)
+			m.ar.rotate(angles, b.q[(i*c.NumHeads+h)*d:], i)
 		}
 		for h := range c.NumKVHeads {
-			angles.Rotate(b.k[(i*c.NumKVHeads+h)*d:], i)
+			m.ar.rotate(angles, b.k[(i*c.NumKVHeads+h)*d:], i)
 		}
 	}
+	// bf16: the cache receives bf16 values, the rotated keys and the v
+	// projection's output, as core_qkv_rope_append writes them to the
+	// GPU's bf16 cache.
 	if err := s.cache.Append(li, b.k, b.v, b.positions); err != nil {
 		return err
 	}
@@ -192,13 +199,13 @@ func (s *Sequence) layer(ctx context.Context, li, n int, eps float32, angles rop
 		return fmt.Errorf("attention (%s): %w", m.attn.Name(), err)
 	}
 	m.mul(w.o, b.o, b.att, n, w.oBias)
-	cpu.Add(b.x, b.o)
+	m.ar.residual(b.x, b.o)
 
-	cpu.RMSNorm(b.h, b.x, w.postNorm, eps)
+	m.ar.rmsNorm(b.h, b.x, w.postNorm, eps)
 	m.mul(w.gate, b.gate, b.h, n, w.gateBias)
 	m.mul(w.up, b.up, b.h, n, w.upBias)
-	cpu.SwiGLU(b.gate, b.up)
+	m.ar.swiGLU(b.gate, b.up)
 	m.mul(w.down, b.o, b.gate, n, w.downBias)
-	cpu.Add(b.x, b.o)
+	m.ar.residual(b.x, b.o)
 	return nil
 }

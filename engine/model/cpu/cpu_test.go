@@ -247,3 +247,102 @@ func TestMulTUnalignedBF16(t *testing.T) {
 		}
 	}
 }
+
+// bf16 rounds through the weights package's converter, independent of
+// vec.RoundBF16 (which the kernels use).
+func bf16(x float32) float32 { return math.Float32frombits(uint32(weights.Float32ToBF16(x)) << 16) }
+
+// TestSwiGLUBF16 uses values worked out from kernels/core/silu.cu's
+// definition, out = bf16(bf16(g / (1 + exp(-g))) · u) with fp32 operations,
+// in Python. In the first rows a single rounding of silu(g)·u would give
+// the other value shown.
+func TestSwiGLUBF16(t *testing.T) {
+	tests := []struct {
+		g, u, want, once float32
+	}{
+		{-3, 5.5, -0.78515625, -0.78125},
+		{-1, 5.5, -1.484375, -1.4765625},
+		{-0.375, 3, -0.45703125, -0.458984375},
+		{-0.375, -1.5, 0.228515625, 0.2294921875},
+		{0.5, 3, 0.9296875, 0.93359375},
+		{2.5, 5.5, 12.75, 12.6875},
+		{1, 3, 2.1875, 2.1875},
+		{-20, 1, -4.1211023926734924e-08, -4.1211023926734924e-08},
+		{20, 1, 20, 20},
+		{0, 5, 0, 0},
+		{-100, 2, 0, 0}, // exp(100) overflows fp32: silu is -0
+	}
+	gate, up := make([]float32, len(tests)), make([]float32, len(tests))
+	for i, tc := range tests {
+		gate[i], up[i] = tc.g, tc.u
+	}
+	SwiGLUBF16(gate, up)
+	for i, tc := range tests {
+		if gate[i] != tc.want {
+			t.Errorf("bf16(bf16(silu(%v))·%v) = %v, want %v (one rounding would give %v)", tc.g, tc.u, gate[i], tc.want, tc.once)
+		}
+	}
+}
+
+func TestAddBF16(t *testing.T) {
+	dst := []float32{1, 1, -1, 3.0e38, 0.5}
+	src := []float32{1.0 / 256, 3.0 / 256, -1.0 / 256, 3.0e38, -0.5}
+	// 1 ± 2^-8 is a tie between 1 and 1 + 2^-7: to even (1); 1 + 3·2^-8 a
+	// tie between 1 + 2^-7 and 1 + 2^-6: to even (up); 6e38 overflows
+	// bf16 (and fp32) to Inf.
+	want := []float32{1, 1 + 1.0/64, -1, float32(math.Inf(1)), 0}
+	AddBF16(dst, src)
+	for i := range want {
+		if dst[i] != want[i] {
+			t.Errorf("[%d] = %v, want %v", i, dst[i], want[i])
+		}
+	}
+}
+
+// TestRMSNormBF16 checks out = bf16(w · bf16(x · r)), r = rsqrt(mean(x²) +
+// eps), against a float64 computation of r: an fp32 ulp of r can move a
+// bf16 rounding only at an exact tie, which these rows do not hit. The
+// inner rounding must be visible: some elements differ from one rounding
+// of w·x·r.
+func TestRMSNormBF16(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	const d, rows = 64, 4
+	x := make([]float32, rows*d)
+	w := make([]float32, d)
+	for i := range x {
+		x[i] = bf16(float32(rng.NormFloat64() * 3))
+	}
+	for i := range w {
+		w[i] = bf16(float32(1 + rng.NormFloat64()/4))
+	}
+	eps := float32(1e-6)
+	out := make([]float32, len(x))
+	RMSNormBF16(out, x, w, eps)
+	inner := 0
+	for r := range rows {
+		var ss float64
+		for _, v := range x[r*d : (r+1)*d] {
+			ss += float64(v) * float64(v)
+		}
+		scale := float32(1 / math.Sqrt(ss/d+float64(eps)))
+		for i := range d {
+			xi := x[r*d+i]
+			want := bf16(w[i] * bf16(xi*scale))
+			if got := out[r*d+i]; got != want {
+				t.Fatalf("row %d [%d] = %v, want %v", r, i, got, want)
+			}
+			if want != bf16(w[i]*(xi*scale)) {
+				inner++
+			}
+		}
+	}
+	if inner == 0 {
+		t.Error("no element depends on the inner rounding: the test data do not exercise it")
+	}
+	RMSNormBF16(x, x, w, eps)
+	for i := range x {
+		if x[i] != out[i] {
+			t.Fatalf("in-place [%d] = %v, want %v", i, x[i], out[i])
+		}
+	}
+}

@@ -1,6 +1,7 @@
 // Package cpu holds the fp32 CPU kernels of the reference forward pass: a
 // weight-stationary matrix product that reads bf16/f16/f32 weights in place,
-// RMSNorm and the SwiGLU activation.
+// RMSNorm and the SwiGLU activation, and variants of the element-wise ones
+// that round to bf16 as the CUDA engine's kernels do.
 package cpu
 
 import (

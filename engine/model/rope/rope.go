@@ -8,6 +8,8 @@ package rope
 import (
 	"fmt"
 	"math"
+
+	"github.com/longctx/longctx/engine/vec"
 )
 
 // Scaling types.
@@ -139,5 +141,26 @@ func (t Table) Rotate(x []float32, r int) {
 		a, b := x1[i], x2[i]
 		x1[i] = a*cos[i] - b*sin[i]
 		x2[i] = b*cos[i] + a*sin[i]
+	}
+}
+
+// RotateBF16 is Rotate with the roundings of transformers in bf16, which
+// kernels/core/rope.cu (qkv_rope_append) replays: cos and sin are rounded
+// to bf16 (transformers' cos.to(x.dtype)), and q·cos, rotate_half(q)·sin
+// and their sum are each a bf16 tensor op that rounds once:
+//
+//	x1' = bf16(bf16(x1·c) + bf16(−x2·s)),  x2' = bf16(bf16(x2·c) + bf16(x1·s))
+//
+// x must hold bf16 values: the products of two bf16 values are then exact
+// in fp32, as in the kernel.
+func (t Table) RotateBF16(x []float32, r int) {
+	h := t.half
+	cos, sin := t.cos[r*h:(r+1)*h], t.sin[r*h:(r+1)*h]
+	x1, x2 := x[:h], x[h:2*h]
+	for i := range h {
+		c, s := vec.RoundBF16(cos[i]), vec.RoundBF16(sin[i])
+		a, b := x1[i], x2[i]
+		x1[i] = vec.RoundBF16(vec.RoundBF16(a*c) + vec.RoundBF16(-b*s))
+		x2[i] = vec.RoundBF16(vec.RoundBF16(b*c) + vec.RoundBF16(a*s))
 	}
 }

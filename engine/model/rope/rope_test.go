@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/longctx/longctx/engine/weights"
 )
 
 func relClose(got, want, tol float64) bool {
@@ -195,4 +197,46 @@ func TestValidate(t *testing.T) {
 	if _, err := InvFreq(good, 63); err == nil {
 		t.Error("odd head dim accepted")
 	}
+}
+
+// TestRotateBF16 uses values worked out in Python from kernels/core/rope.cu's
+// definition: c = bf16(cos θ), s = bf16(sin θ) with θ the fp32 angle,
+// x1' = bf16(bf16(x1·c) + bf16(−x2·s)), x2' = bf16(bf16(x2·c) + bf16(x1·s)).
+// Where marked, rotating in fp32 and rounding once gives other values.
+func TestRotateBF16(t *testing.T) {
+	tests := []struct {
+		angle, x1, x2, want1, want2 float32
+		onceDiffers                 bool
+	}{
+		{0.3, 1.5, -0.75, 1.65625, -0.27734375, true},
+		{0.3, 0.2109375, 2.71875, -0.59765625, 2.671875, true},
+		{0.3, -1.0078125, 0.5, -1.109375, 0.181640625, true},
+		{1, 1.5, -0.75, 1.4375, 0.8515625, true},
+		{1, -1.0078125, 0.5, -0.9609375, -0.578125, true},
+		{-0.7, 1.5, -0.75, 0.6640625, -1.546875, true},
+		{-0.7, -1.0078125, 0.5, -0.451171875, 1.03125, true},
+		{1, 0.2109375, 2.71875, -2.171875, 1.6484375, false},
+		{2.5, 1.5, -0.75, -0.75390625, 1.5, false},
+	}
+	for _, tc := range tests {
+		// One frequency, position 1: the angle is the frequency itself.
+		tab := NewTable([]float32{tc.angle}, []int{1})
+		x := []float32{tc.x1, tc.x2}
+		tab.RotateBF16(x, 0)
+		if x[0] != tc.want1 || x[1] != tc.want2 {
+			t.Errorf("θ=%v (%v, %v): RotateBF16 = (%v, %v), want (%v, %v)", tc.angle, tc.x1, tc.x2, x[0], x[1], tc.want1, tc.want2)
+		}
+		once := []float32{tc.x1, tc.x2}
+		tab.Rotate(once, 0)
+		differs := roundBF16(once[0]) != tc.want1 || roundBF16(once[1]) != tc.want2
+		if differs != tc.onceDiffers {
+			t.Errorf("θ=%v (%v, %v): one rounding of the fp32 rotation (%v, %v) differs: %v, want %v", tc.angle, tc.x1, tc.x2, once[0], once[1], differs, tc.onceDiffers)
+		}
+	}
+}
+
+// roundBF16 rounds through the weights package's converter, independent
+// of vec.RoundBF16 (which RotateBF16 uses).
+func roundBF16(x float32) float32 {
+	return math.Float32frombits(uint32(weights.Float32ToBF16(x)) << 16)
 }
