@@ -199,6 +199,9 @@ func (p *Plugin) start(ctx context.Context) error {
 
 // startError explains why go-plugin could not start the plugin.
 func (p *Plugin) startError(err error) error {
+	// go-plugin can report the exit before its goroutine has copied the
+	// last lines of stderr into p.stderr; Kill waits for that goroutine.
+	p.client.Kill()
 	label := p.loc.String()
 	msg := err.Error()
 	switch {
