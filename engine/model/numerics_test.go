@@ -39,6 +39,26 @@ func TestParseNumerics(t *testing.T) {
 	}
 }
 
+// FuzzParseNumerics: --cpu-numerics takes any string; it parses to a mode
+// that prints back as the same string, or fails naming the choices.
+func FuzzParseNumerics(f *testing.F) {
+	for _, s := range []string{"fp32", "bf16", "", "BF16", "bf16 ", "fp16"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseNumerics(s)
+		if err != nil {
+			if !strings.Contains(err.Error(), "want fp32 or bf16") {
+				t.Fatalf("ParseNumerics(%q): error %q does not list the choices", s, err)
+			}
+			return
+		}
+		if n.String() != s || n.validate() != nil {
+			t.Fatalf("ParseNumerics(%q) = %v, which prints as %q", s, n, n.String())
+		}
+	})
+}
+
 // TestNumericsOptions checks which attention backend each mode runs and
 // that bad combinations are refused with errors that say why.
 func TestNumericsOptions(t *testing.T) {
