@@ -177,8 +177,8 @@ func runGenerate(cmd *cobra.Command, f generateFlags) error {
 		return usagef(cmd, "%v", err)
 	}
 	backend = autoBackend(cmd.Context(), cmd.ErrOrStderr(), f.backend, backend, f.plugins)
-	if backend == backendCUDA && cmd.Flags().Changed("cpu-numerics") {
-		return usagef(cmd, "--cpu-numerics applies to the CPU engine, and the run would use the CUDA engine (bf16 always): add --backend cpu")
+	if err := cpuNumericsOnCUDA(cmd, backend); err != nil {
+		return err
 	}
 	device := sdk.CPU
 	if backend == backendCUDA {
@@ -354,6 +354,15 @@ func cpuNumerics(cmd *cobra.Command, value, attn string) (model.Numerics, error)
 		return 0, usagef(cmd, "--cpu-numerics bf16 runs the built-in bf16 eager attention; --attn %s computes in fp32 on the CPU", attn)
 	}
 	return n, nil
+}
+
+// cpuNumericsOnCUDA refuses --cpu-numerics given for a run the CUDA engine
+// (bf16 always) would do.
+func cpuNumericsOnCUDA(cmd *cobra.Command, backend string) error {
+	if backend == backendCUDA && cmd.Flags().Changed("cpu-numerics") {
+		return usagef(cmd, "--cpu-numerics applies to the CPU engine, and the run would use the CUDA engine (bf16 always): add --backend cpu")
+	}
+	return nil
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

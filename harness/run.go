@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/longctx/longctx/engine/model"
 	evalhost "github.com/longctx/longctx/evaluators/host"
 	"github.com/longctx/longctx/harness/results"
 	"github.com/longctx/longctx/harness/sweep"
@@ -32,7 +33,7 @@ type runFlags struct {
 	depths, variant        string
 	memLimit               string
 	findOOM                string
-	backend                string
+	backend, cpuNumerics   string
 	cudaGraph, gpuProfile  bool
 	force, asJSON          bool
 	plugins                pluginFlags
@@ -81,6 +82,7 @@ to the largest that fits, and reports it.`,
 	fl.IntVar(&f.chunk, "chunk-size", 0, "prefill chunk in tokens (0: the whole prompt at once)")
 	fl.IntVar(&f.threads, "threads", 0, "CPU worker goroutines (0: all cores)")
 	fl.StringVar(&f.backend, "backend", backendAuto, "engine: cuda (bf16 on GPU 0), cpu (fp32), or auto (cuda when a usable GPU is found)")
+	fl.StringVar(&f.cpuNumerics, "cpu-numerics", "fp32", "arithmetic of the CPU engine: fp32, or bf16 (rounds where the CUDA engine does; built-in attention only)")
 	fl.BoolVar(&f.cudaGraph, "cuda-graph", true, "replay GPU decode steps as a captured CUDA graph (false: launch by launch, to measure what the graph saves)")
 	fl.BoolVar(&f.gpuProfile, "gpu-profile", false, "time each part of the GPU forward pass with CUDA events and print a breakdown (turns the CUDA graph off)")
 	fl.StringVar(&f.memLimit, "mem-limit", "", "cap the engine's memory, e.g. 24GiB, to emulate a smaller machine or card (default: what the host or GPU has)")
@@ -121,6 +123,10 @@ func runRun(cmd *cobra.Command, f runFlags) error {
 	if err := f.plugins.validate(cmd); err != nil {
 		return err
 	}
+	numerics, err := cpuNumerics(cmd, f.cpuNumerics, f.plugins.attn)
+	if err != nil {
+		return err
+	}
 	contexts, err := sweep.ParseSizeList(f.contexts)
 	if err != nil {
 		return usagef(cmd, "--context: %v", err)
@@ -146,6 +152,13 @@ func runRun(cmd *cobra.Command, f runFlags) error {
 		return usagef(cmd, "%v", err)
 	}
 	backend = autoBackend(cmd.Context(), cmd.ErrOrStderr(), f.backend, backend, f.plugins)
+	if err := cpuNumericsOnCUDA(cmd, backend); err != nil {
+		return err
+	}
+	cellNumerics := "" // fp32: the cell IDs of runs made before the flag
+	if numerics != model.NumericsFP32 {
+		cellNumerics = numerics.String()
+	}
 	maxNew := f.maxNew
 	if maxNew == 0 && f.task == "synthetic" {
 		maxNew = 32
@@ -165,7 +178,7 @@ func runRun(cmd *cobra.Command, f runFlags) error {
 			Model: f.model, Attn: f.plugins.attn, AttnOpts: f.plugins.attnOpts, KV: f.plugins.kv, KVOpts: f.plugins.kvOpts,
 			Task: f.task, Data: f.data, Limit: f.limit, Context: ctxLen, Batch: batch, MaxNewTokens: maxNew,
 			Warmup: f.warmup, Repeat: f.repeat, Seed: int64(f.seed), Depths: f.depths, Variant: f.variant,
-			Backend: backend,
+			Backend: backend, Numerics: cellNumerics,
 		}
 	}
 	var cells []sweep.Cell

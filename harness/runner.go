@@ -142,6 +142,11 @@ func runCell(ctx context.Context, env *runEnv, c sweep.Cell) []results.Row {
 		lm, err = loadGPUModel(c.Model, "", plugins, gpu.Options{MemLimit: env.memLimit, Seed: uint64(c.Seed), NoGraph: env.noGraph, Profile: env.gpuProfile, Log: env.log})
 	} else {
 		loadOpts := model.LoadOptions{Seed: uint64(c.Seed), Workers: env.threads, MemoryLimit: env.memLimit}
+		if c.Numerics != "" {
+			if loadOpts.Numerics, err = model.ParseNumerics(c.Numerics); err != nil {
+				return fail(fmt.Errorf("cell numerics: %w", err))
+			}
+		}
 		plugins.loadOptions(&loadOpts)
 		lm, err = loadModel(c.Model, "", loadOpts)
 	}
@@ -155,6 +160,11 @@ func runCell(ctx context.Context, env *runEnv, c sweep.Cell) []results.Row {
 	}
 	info := lm.Info()
 	base.Family, base.Synthetic = string(info.Family), info.Synthetic
+	numerics := model.NumericsBF16.String() // the CUDA engine
+	if !onGPU {
+		numerics = info.Numerics.String()
+	}
+	base.Numerics = &numerics
 	weights := info.WeightBytes
 	base.WeightsBytes = &weights
 

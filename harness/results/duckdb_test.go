@@ -46,7 +46,7 @@ var duckdbTypes = map[string]string{
 	"workspace_bytes": "BIGINT", "kv_evicted_tokens": "BIGINT",
 	"status": "VARCHAR", "error": "VARCHAR", "prediction": "VARCHAR",
 	"references": "VARCHAR[]", "scores": "MAP(VARCHAR, DOUBLE)",
-	"prefill_ms": "DOUBLE", "kv_compress_ms": "DOUBLE",
+	"prefill_ms": "DOUBLE", "kv_compress_ms": "DOUBLE", "numerics": "VARCHAR",
 }
 
 // cpuRows is a cell on the CPU backend: no driver and no GPU memory figures,

@@ -87,7 +87,17 @@ type Row struct {
 	// Added with the CUDA backend (schema changes are additive only).
 	PrefillMS    *float64 `parquet:"prefill_ms,optional"`
 	KVCompressMS *float64 `parquet:"kv_compress_ms,optional"`
+	// Added with the CPU engine's bf16 numerics: the engine's arithmetic,
+	// NumericsFP32 or NumericsBF16; NULL in older files and in rows of a
+	// cell that failed before its model loaded.
+	Numerics *string `parquet:"numerics,optional"`
 }
+
+// Numerics values of Row.Numerics.
+const (
+	NumericsFP32 = "fp32"
+	NumericsBF16 = "bf16"
+)
 
 // Validate reports the first field of r that the log must not hold. The
 // checks exist so that a query never meets a value it cannot interpret:
@@ -107,6 +117,9 @@ func (r *Row) Validate() error {
 	case BackendCPU, BackendCUDA:
 	default:
 		return fmt.Errorf("backend %q is not %q or %q", r.Backend, BackendCPU, BackendCUDA)
+	}
+	if r.Numerics != nil && *r.Numerics != NumericsFP32 && *r.Numerics != NumericsBF16 {
+		return fmt.Errorf("numerics %q is not %q or %q", *r.Numerics, NumericsFP32, NumericsBF16)
 	}
 	for _, o := range []struct{ name, text string }{
 		{"attn_options", r.AttnOptions},

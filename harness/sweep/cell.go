@@ -40,7 +40,10 @@ type Cell struct {
 	Repeat       int      `json:"repeat,omitempty"`
 	Seed         int64    `json:"seed,omitempty"`
 	Backend      string   `json:"backend,omitempty"`
-	Device       string   `json:"device,omitempty"`
+	// Numerics is the CPU engine's arithmetic when it is not fp32 ("bf16":
+	// model.NumericsBF16); empty for fp32, so that older cells keep their IDs.
+	Numerics string `json:"numerics,omitempty"`
+	Device   string `json:"device,omitempty"`
 }
 
 // maxSlugLen keeps IDs well under the results package's 200-byte limit.
@@ -85,6 +88,9 @@ func (c Cell) slug() string {
 	parts := []string{
 		baseName(c.Model), withOpts(c.Attn, c.AttnOpts), withOpts(c.KV, c.KVOpts), c.Task,
 		fmt.Sprintf("c%d", c.Context), fmt.Sprintf("b%d", c.Batch),
+	}
+	if c.Numerics != "" {
+		parts = append(parts, c.Numerics)
 	}
 	var b strings.Builder
 	for i, p := range parts {

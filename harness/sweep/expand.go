@@ -57,7 +57,7 @@ func Expand(s *Spec) ([]Cell, error) {
 								Depths: task.Depths, Variant: task.Variant,
 								Context: ctx, Batch: batch,
 								MaxNewTokens: s.MaxNewTokens, Warmup: s.Warmup, Repeat: s.Repeat,
-								Seed: s.Seed, Backend: s.Backend, Device: s.Device,
+								Seed: s.Seed, Backend: s.Backend, Device: s.Device, Numerics: s.CPUNumerics,
 							}
 							id := c.ID()
 							if seen[id] {

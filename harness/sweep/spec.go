@@ -44,6 +44,9 @@ type Spec struct {
 	Seed         int64
 	Backend      string // hint for the runner, e.g. "cpu" or "cuda"
 	Device       string
+	// CPUNumerics is "bf16" for the CPU engine's bf16 arithmetic, empty
+	// for fp32 (the default).
+	CPUNumerics string
 
 	Executor string // ExecutorLocal or ExecutorSlurm
 	GPUs     []int  // local executor: one worker per GPU; empty = one sequential worker
@@ -100,6 +103,7 @@ type rawSpec struct {
 	Seed         int64    `yaml:"seed"`
 	Backend      string   `yaml:"backend"`
 	Device       string   `yaml:"device"`
+	CPUNumerics  string   `yaml:"cpu_numerics"`
 	Executor     string   `yaml:"executor"`
 	GPUs         []int    `yaml:"gpus"`
 	Slurm        rawSlurm `yaml:"slurm"`
@@ -163,6 +167,7 @@ func LoadSpec(path string) (*Spec, error) {
 //	seed: 7
 //	backend: cpu                # optional runner hints
 //	device: ""
+//	cpu_numerics: bf16          # CPU engine arithmetic: fp32 (default) or bf16
 //	executor: local             # or slurm
 //	gpus: [0, 1]                # local: one worker per GPU
 //	slurm: {partition: gpu, time: "02:00:00", gres: "gpu:1", cpus_per_task: 8,
@@ -257,6 +262,22 @@ func ParseSpec(data []byte) (*Spec, error) {
 		if s.Repeat <= 0 {
 			fail("$.repeat", "repeat = %d is not positive", s.Repeat)
 		}
+	}
+	switch raw.CPUNumerics {
+	case "", "fp32":
+	case "bf16":
+		s.CPUNumerics = raw.CPUNumerics
+		if s.Backend == "cuda" {
+			fail("$.cpu_numerics", "cpu_numerics applies to the CPU engine; backend is cuda (bf16 always)")
+		}
+		for i, a := range s.Attn {
+			if a.Name == "" {
+				continue // the engine's own attention: EagerBF16
+			}
+			fail(fmt.Sprintf("$.attn[%d]", i), "cpu_numerics bf16 runs the built-in bf16 eager attention; attn plugin %q computes in fp32 on the CPU", a.Name)
+		}
+	default:
+		fail("$.cpu_numerics", "cpu_numerics %q: want fp32 or bf16", raw.CPUNumerics)
 	}
 	switch s.Executor {
 	case "":

@@ -68,6 +68,34 @@ func TestParseSpecDefaults(t *testing.T) {
 	}
 }
 
+// cpu_numerics bf16 reaches the cells, and only then: fp32 (given or not)
+// leaves the cell IDs of older sweeps unchanged.
+func TestParseSpecCPUNumerics(t *testing.T) {
+	const noAttn = "models: [m]\nkv: [k]\ntasks: [t]\ncontexts: [1k]\nbatches: [1]\n"
+	ids := map[string]string{}
+	for _, v := range []string{"", "fp32", "bf16"} {
+		y := noAttn
+		if v != "" {
+			y += "cpu_numerics: " + v + "\n"
+		}
+		s, err := ParseSpec([]byte(y))
+		if err != nil {
+			t.Fatalf("%q: %v", v, err)
+		}
+		cells, err := Expand(s)
+		if err != nil || len(cells) != 1 {
+			t.Fatalf("%q: %d cells, %v", v, len(cells), err)
+		}
+		if want := map[string]string{"": "", "fp32": "", "bf16": "bf16"}[v]; cells[0].Numerics != want {
+			t.Errorf("%q: cell numerics %q, want %q", v, cells[0].Numerics, want)
+		}
+		ids[v] = cells[0].ID()
+	}
+	if ids["fp32"] != ids[""] || ids["bf16"] == ids[""] {
+		t.Errorf("cell IDs %v: fp32 must keep the default's, bf16 must differ", ids)
+	}
+}
+
 // base is a valid spec; each error case appends or replaces one line, so
 // the expected line number is where that line lands.
 const base = "models: [m]\nattn: [a]\nkv: [k]\ntasks: [t]\ncontexts: [1k]\nbatches: [1]\n"
@@ -94,6 +122,9 @@ func TestParseSpecErrors(t *testing.T) {
 		{"nested option value", strings.Replace(base, "kv: [k]", "kv:\n  - plugin: l2\n    options: {ratio: [[0.5]]}", 1), []string{"[5:", "ratio[0]", "scalar"}},
 		{"empty option list", strings.Replace(base, "kv: [k]", "kv:\n  - plugin: l2\n    options: {ratio: []}", 1), []string{"[5:", "ratio", "empty"}},
 		{"bad executor", base + "executor: k8s\n", []string{"[7:11]", "k8s"}},
+		{"bad cpu_numerics", base + "cpu_numerics: fp16\n", []string{"[7:15]", "fp16", "want fp32 or bf16"}},
+		{"cpu_numerics on cuda", base + "backend: cuda\ncpu_numerics: bf16\n", []string{"[8:15]", "CPU engine", "backend is cuda"}},
+		{"cpu_numerics with a plugin", base + "cpu_numerics: bf16\n", []string{"[2:", "attn plugin \"a\"", "fp32"}},
 		{"duplicate gpu", base + "gpus: [0, 0]\n", []string{"[7:11]", "twice"}},
 		{"negative repeat", base + "repeat: -1\n", []string{"[7:9]", "repeat"}},
 		{"zero max_new_tokens", base + "max_new_tokens: 0\n", []string{"[7:17]", "max_new_tokens"}},
