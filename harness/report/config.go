@@ -17,7 +17,11 @@ type config struct {
 }
 
 func configOf(r *results.Row) config {
-	return config{model: r.Model, backend: r.Backend, attn: r.AttnPlugin, kv: r.KVPlugin, ratio: kvRatio(r)}
+	backend := r.Backend
+	if backend == results.BackendCPU && r.Numerics != nil && *r.Numerics == results.NumericsBF16 {
+		backend += "-bf16" // the CPU engine in bf16 numerics: a line of its own
+	}
+	return config{model: r.Model, backend: backend, attn: r.AttnPlugin, kv: r.KVPlugin, ratio: kvRatio(r)}
 }
 
 // kvRatio is the fraction of the KV cache removed; a row without one (the

@@ -165,3 +165,27 @@ func TestByContextSkipsNonFinite(t *testing.T) {
 		t.Errorf("lines = %+v, want one point (512, 2)", lines)
 	}
 }
+
+// Rows of the CPU engine in fp32 and in bf16 numerics are different lines,
+// labelled apart; the CUDA engine's rows (bf16 always) keep their label.
+func TestConfigOfNumerics(t *testing.T) {
+	row := func(backend string, numerics *string) *results.Row {
+		return &results.Row{Model: "m", Backend: backend, AttnPlugin: "builtin-eager", KVPlugin: "none", Numerics: numerics}
+	}
+	fp32, bf16 := results.NumericsFP32, results.NumericsBF16
+	tests := []struct {
+		row  *results.Row
+		want string
+	}{
+		{row(results.BackendCPU, nil), "builtin-eager+none cpu"},
+		{row(results.BackendCPU, &fp32), "builtin-eager+none cpu"},
+		{row(results.BackendCPU, &bf16), "builtin-eager+none cpu-bf16"},
+		{row(results.BackendCUDA, &bf16), "builtin-eager+none cuda"},
+	}
+	for _, tc := range tests {
+		if got := (labeler{}).label(configOf(tc.row)); got != tc.want {
+			t.Errorf("label of backend %s, numerics %v = %q, want %q", tc.row.Backend, tc.row.Numerics, got, tc.want)
+		}
+	}
+}
+
