@@ -188,4 +188,3 @@ func TestConfigOfNumerics(t *testing.T) {
 		}
 	}
 }
-
