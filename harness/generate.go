@@ -263,10 +263,7 @@ func runGenerate(cmd *cobra.Command, f generateFlags) error {
 		}
 	}
 	out := summarize(lm, prompt, res, text)
-	out.Numerics = numerics.String()
-	if lm.GPU != nil {
-		out.Numerics = model.NumericsBF16.String()
-	}
+	out.Numerics = lm.Info().Numerics.String()
 	out.Attention, out.KV = plugins.records()
 	if evicted != nil {
 		out.KVEvicted = *evicted

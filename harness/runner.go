@@ -160,10 +160,7 @@ func runCell(ctx context.Context, env *runEnv, c sweep.Cell) []results.Row {
 	}
 	info := lm.Info()
 	base.Family, base.Synthetic = string(info.Family), info.Synthetic
-	numerics := model.NumericsBF16.String() // the CUDA engine
-	if !onGPU {
-		numerics = info.Numerics.String()
-	}
+	numerics := info.Numerics.String()
 	base.Numerics = &numerics
 	weights := info.WeightBytes
 	base.WeightsBytes = &weights

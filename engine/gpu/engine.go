@@ -149,7 +149,7 @@ func Load(cfg model.Config, src weights.Source, name string, opts Options) (*Eng
 		return nil, err
 	}
 	e := &Engine{cfg: cfg, opts: opts, drv: drv, policy: opts.KVPolicy}
-	e.info = model.Info{Name: name, Family: cfg.Family, Params: cfg.ParamCount(), WeightBytes: 2 * cfg.ParamCount(), DType: weights.BF16}
+	e.info = model.Info{Name: name, Family: cfg.Family, Params: cfg.ParamCount(), WeightBytes: 2 * cfg.ParamCount(), DType: weights.BF16, Numerics: model.NumericsBF16}
 	_, e.info.Synthetic = src.(*model.SyntheticSource)
 	th, err := startThread(e.setupOrUndo)
 	if err != nil {

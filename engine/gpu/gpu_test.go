@@ -480,6 +480,7 @@ func TestGPUL2MatchesCPU(t *testing.T) {
 		prompt[i] = 3 + (i*7919+i*i*31)%500
 	}
 	const target = 0.99
+	modes := []model.Numerics{model.NumericsBF16, model.NumericsFP32}
 	for _, ratio := range []string{"0.25", "0.5", "0.75"} {
 		var same, total [2]int
 		worst := [2]float64{}
@@ -496,7 +497,7 @@ func TestGPUL2MatchesCPU(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for i, num := range []model.Numerics{model.NumericsBF16, model.NumericsFP32} {
+			for i, num := range modes {
 				cpuKept, cpuScores := cpuL2Positions(t, dir, prompt, plan.Policy, num)
 				s0, t0 := same[i], total[i]
 				for l := range cfg.NumLayers {
@@ -529,7 +530,7 @@ func TestGPUL2MatchesCPU(t *testing.T) {
 					float64(same[i]-s0)/float64(total[i]-t0), same[i]-s0, total[i]-t0)
 			}
 		}
-		for i, num := range []model.Numerics{model.NumericsBF16, model.NumericsFP32} {
+		for i, num := range modes {
 			overlap := float64(same[i]) / float64(total[i])
 			t.Logf("ratio %s: kept-set overlap with the %s CPU engine %.4f (%d of %d); largest CPU-score gap of a swapped token %.2g%% of the cut",
 				ratio, num, overlap, same[i], total[i], 100*worst[i])

@@ -84,19 +84,11 @@ func (u *uploader) fill(dst cuda.DevicePtr, name string) error {
 
 // toBF16 returns t's data as bf16 bytes (a view when already bf16).
 func toBF16(t weights.Tensor) ([]byte, error) {
-	if t.DType == weights.BF16 {
-		return t.Data, nil
-	}
-	f, err := t.Float32Slice()
+	data, err := t.BF16Data()
 	if err != nil {
 		return nil, fmt.Errorf("tensor %q: %w", t.Name, err)
 	}
-	out := make([]byte, 2*len(f))
-	for i, v := range f {
-		b := weights.Float32ToBF16(v)
-		out[2*i], out[2*i+1] = byte(b), byte(b>>8)
-	}
-	return out, nil
+	return data, nil
 }
 
 // upload puts every weight on the device; runs on the CUDA thread.

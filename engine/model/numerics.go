@@ -2,7 +2,6 @@ package model
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/longctx/longctx/engine/attention"
 	"github.com/longctx/longctx/engine/model/cpu"
@@ -132,8 +131,8 @@ func attentionFor(n Numerics, given attention.Backend, workers int) (attention.B
 }
 
 // bf16Source hands out every floating-point tensor of a Source as BF16,
-// converting F16 and F32 ones with round-to-nearest-even: the weights the
-// GPU engine uploads (engine/gpu/weights.go's toBF16). BF16 tensors and
+// converting F16 and F32 ones as the GPU engine does when it uploads them
+// (weights.Tensor.BF16Data). BF16 tensors and
 // tensors of a type the engine cannot read pass through unchanged, so the
 // binder reports those as it would otherwise. A converted tensor is a
 // bf16 copy on the heap (half the size of an F32 original).
@@ -146,14 +145,9 @@ func (s bf16Source) Tensor(name string) (weights.Tensor, error) {
 	if err != nil || (t.DType != weights.F16 && t.DType != weights.F32) {
 		return t, err
 	}
-	f, err := t.Float32Slice()
+	data, err := t.BF16Data()
 	if err != nil {
 		return weights.Tensor{}, fmt.Errorf("converting to bf16: %w", err)
-	}
-	data := make([]byte, 2*len(f))
-	for i, v := range f {
-		b := math.Float32bits(vec.RoundBF16(v)) >> 16
-		data[2*i], data[2*i+1] = byte(b), byte(b>>8)
 	}
 	return weights.Tensor{Name: t.Name, DType: weights.BF16, Shape: t.Shape, Data: data}, nil
 }

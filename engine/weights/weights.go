@@ -123,6 +123,25 @@ func BF16ToFloat32(dst []float32, src []byte) {
 	}
 }
 
+// BF16Data returns t's elements as little-endian bf16 bytes, narrowing F16
+// and F32 with Float32ToBF16: what the CUDA engine uploads. A BF16 tensor's
+// own data is returned, not copied.
+func (t Tensor) BF16Data() ([]byte, error) {
+	if t.DType == BF16 {
+		return t.Data, nil
+	}
+	f, err := t.Float32Slice()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 2*len(f))
+	for i, v := range f {
+		b := Float32ToBF16(v)
+		out[2*i], out[2*i+1] = byte(b), byte(b>>8)
+	}
+	return out, nil
+}
+
 // Float32ToBF16 narrows with round-to-nearest-even, as torch does.
 func Float32ToBF16(f float32) uint16 {
 	b := math.Float32bits(f)
