@@ -295,7 +295,7 @@ func (g *benchGPU) Close() error {
 
 // role compiles and loads the kernels of one role.
 func (g *benchGPU) role(plugin string, all []sdk.Kernel, name string) (*kernelrun.Role, error) {
-	return kernelrun.NewRoleOf(g.drv, all, name, kernelrun.Config{Plugin: plugin, Arch: g.info.Arch(), DType: "bf16", Compile: kernelrun.NVRTC(g.nvrtc, g.cache)})
+	return kernelrun.NewRoleOf(g.drv, all, name, kernelrun.Config{Plugin: plugin, Arch: g.info.Arch(), DType: "bf16", Compile: kernelrun.NVRTC(g.nvrtc, g.cache), Multiprocessors: g.info.Multiprocessors})
 }
 
 func runBenchAttention(cmd *cobra.Command, f benchAttnFlags) error {

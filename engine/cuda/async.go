@@ -191,3 +191,20 @@ func (d *Driver) FuncSetAttribute(f Function, attr, value int) error {
 	}
 	return nil
 }
+
+// OccupancyMaxActiveBlocksPerMultiprocessor is how many blocks of f, of
+// blockSize threads with dynamicSharedMem bytes of dynamic shared memory
+// each, one multiprocessor holds at once
+// (cuOccupancyMaxActiveBlocksPerMultiprocessor); 0 when none fits. Times
+// DeviceInfo.Multiprocessors it is how many blocks of f the device runs
+// in one wave. Dynamic shared memory above 48 KiB counts only after
+// FuncSetAttribute raised FuncAttrMaxDynamicSharedSizeBytes.
+func (d *Driver) OccupancyMaxActiveBlocksPerMultiprocessor(f Function, blockSize, dynamicSharedMem int) (int, error) {
+	var n int32
+	err := d.check("cuOccupancyMaxActiveBlocksPerMultiprocessor", call(d.f.occupancyMaxActiveBlocks,
+		uintptr(unsafe.Pointer(&n)), uintptr(f), uintptr(blockSize), uintptr(dynamicSharedMem)))
+	if err != nil {
+		return 0, fmt.Errorf("occupancy of a kernel with %d threads and %d bytes of dynamic shared memory: %w", blockSize, dynamicSharedMem, err)
+	}
+	return int(n), nil
+}

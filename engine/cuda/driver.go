@@ -81,7 +81,7 @@ type driverFuncs struct {
 	memcpyHtoDAsync, memcpyDtoHAsync, memcpyDtoDAsync, memcpyDtoD                               uintptr
 	memsetD8Async, memsetD32Async, memHostAlloc, memFreeHost                                    uintptr
 	streamBeginCapture, streamEndCapture, graphInstantiate, graphLaunch                         uintptr
-	graphExecDestroy, graphDestroy, funcSetAttribute                                            uintptr
+	graphExecDestroy, graphDestroy, funcSetAttribute, occupancyMaxActiveBlocks                  uintptr
 }
 
 // Driver is an opened libcuda with cuInit done.
@@ -191,6 +191,7 @@ func (d *Driver) bind() error {
 		{&d.f.graphExecDestroy, "cuGraphExecDestroy", nil},
 		{&d.f.graphDestroy, "cuGraphDestroy", nil},
 		{&d.f.funcSetAttribute, "cuFuncSetAttribute", nil},
+		{&d.f.occupancyMaxActiveBlocks, "cuOccupancyMaxActiveBlocksPerMultiprocessor", nil},
 	}
 	const legacyStream = 1 // CU_GET_PROC_ADDRESS_LEGACY_STREAM
 	for _, e := range table {

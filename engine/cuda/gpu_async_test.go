@@ -251,6 +251,42 @@ func TestGPUFuncSetAttributeSharedMemory(t *testing.T) {
 	t.Logf("optin shared memory per block: %d bytes", optin)
 }
 
+// The occupancy query answers blocks per SM that fit the thread limit
+// and, once the attribute is raised, more than 48 KiB of dynamic shared
+// memory; for an impossible block size it answers none.
+func TestGPUOccupancy(t *testing.T) {
+	g := openGPU(t)
+	nv := openTestNVRTC(t)
+	empty := loadKernel(t, g, nv, incrSource, "incr.cu", "empty")
+	small, err := g.d.OccupancyMaxActiveBlocksPerMultiprocessor(empty, 32, 0)
+	must(t, err)
+	large, err := g.d.OccupancyMaxActiveBlocksPerMultiprocessor(empty, 1024, 0)
+	must(t, err)
+	// Every architecture since Volta holds 1024 to 2048 threads per SM.
+	if large < 1 || large*1024 > 2048 || small < large {
+		t.Errorf("blocks per SM: %d of 32 threads, %d of 1024 threads", small, large)
+	}
+	// A block larger than any SM holds: none fits (the driver answers 0
+	// rather than an error).
+	if n, err := g.d.OccupancyMaxActiveBlocksPerMultiprocessor(empty, 4096, 0); n != 0 || (err != nil && !strings.Contains(err.Error(), "cuOccupancyMaxActiveBlocksPerMultiprocessor")) {
+		t.Errorf("4096-thread blocks: %d per SM, %v", n, err)
+	}
+	f := loadKernel(t, g, nv, bigSharedSource, "big_shared.cu", "big_shared")
+	const shm = 96 << 10
+	dev, err := g.d.Device(0)
+	must(t, err)
+	if optin, err := g.d.Attribute(dev, AttrMaxSharedMemoryPerBlockOptin); err != nil || optin < shm {
+		t.Skipf("device allows %d bytes of shared memory per block (%v); the test needs %d", optin, err, shm)
+	}
+	must(t, g.d.FuncSetAttribute(f, FuncAttrMaxDynamicSharedSizeBytes, shm))
+	big, err := g.d.OccupancyMaxActiveBlocksPerMultiprocessor(f, 256, shm)
+	must(t, err)
+	if big < 1 || big > 2 { // no SM has 288 KiB of shared memory yet
+		t.Errorf("blocks per SM with %d bytes of shared memory: %d", shm, big)
+	}
+	t.Logf("%d SMs; blocks per SM: %d of 32 threads, %d of 1024, %d of 256 threads with 96 KiB", g.info.Multiprocessors, small, large, big)
+}
+
 // BenchmarkLaunchOverhead compares launching 1000 empty kernels one by one
 // with replaying them as one captured graph; the metric is µs per kernel.
 func BenchmarkLaunchOverhead(b *testing.B) {

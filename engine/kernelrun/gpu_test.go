@@ -217,3 +217,60 @@ func TestGPUGraphCapture(t *testing.T) {
 		}
 	}
 }
+
+const splitSource = `
+#include "longctx/abi/attention.h"
+// A split-KV kernel's grid without the attention: each block writes the
+// split count it was launched with into its own slot, (seq, kv head,
+// split).
+extern "C" __global__ void split(longctx_attention_params p) {
+    if (threadIdx.x == 0) {
+        const long long i = ((long long)blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
+        ((long long *)p.out)[i] = gridDim.x;
+    }
+}
+`
+
+// TestGPUKVSplits: a kernel with grid rule KV_SPLITS_KV_HEADS_SEQS gets
+// the resident-filling split count from the real occupancy, and every
+// block of that grid runs.
+func TestGPUKVSplits(t *testing.T) {
+	env := gputest.Open(t)
+	const smem = 64 << 10
+	k := sdk.Kernel{Role: sdk.RoleAttentionDecode, ABIVersion: 3, CUDASource: splitSource, Entry: "split",
+		Launch: sdk.Launch{Grid: sdk.GridKVSplitsKVHeadsSeqs, BlockX: 128, BlockY: 1, BlockZ: 1, TileKV: 256, SharedMemBytes: smem}}
+	role := env.Role("splits", []sdk.Kernel{k}, sdk.RoleAttentionDecode)
+	resident := role.Resident()[0]
+	// 64 KiB of shared memory: at most 3 blocks on any SM so far.
+	if resident < env.Info.Multiprocessors || resident > 3*env.Info.Multiprocessors {
+		t.Fatalf("%d resident blocks on %d SMs", resident, env.Info.Multiprocessors)
+	}
+	t.Logf("%d SMs, %d resident blocks", env.Info.Multiprocessors, resident)
+	for _, c := range []struct{ seqs, kvHeads, maxKV int }{{1, 8, 32768}, {4, 8, 32768}, {64, 8, 32768}, {1, 8, 700}} {
+		t.Run(fmt.Sprintf("seqs%d_kv%d", c.seqs, c.maxKV), func(t *testing.T) {
+			env := env.For(t)
+			const heads = 32
+			prob := kernelrun.Problem{NumSeqs: c.seqs, NumHeads: heads, NumKVHeads: c.kvHeads, NumQ: 1, MaxKVLen: c.maxKV}
+			grid, err := kernelrun.Grid(k.Launch, prob, resident)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := min((c.maxKV+255)/256, max(1, resident/(c.seqs*c.kvHeads))); int(grid.X) != want {
+				t.Fatalf("grid %v, want %d splits", grid, want)
+			}
+			n := c.seqs * c.kvHeads * int(grid.X)
+			out := env.Alloc(int64(8 * n))
+			env.Poison(out, int64(8*n))
+			p := &kernelrun.AttentionParams{NumSeqs: int32(c.seqs), NumQ: 1, NumHeads: heads, NumKVHeads: int32(c.kvHeads), MaxKVLen: int32(c.maxKV), Out: out}
+			if err := role.Launch(env.Stream, p); err != nil {
+				t.Fatal(err)
+			}
+			for i, v := range readInt64s(env.Download(out, 8*n)) {
+				if v != int64(grid.X) {
+					t.Fatalf("(seq, kv head, split) %d: %d, want %d", i, v, grid.X)
+				}
+			}
+			t.Logf("grid %v", grid)
+		})
+	}
+}

@@ -26,6 +26,7 @@ type Driver interface {
 	ModuleUnload(m cuda.Module) error
 	ModuleFunction(m cuda.Module, name string) (cuda.Function, error)
 	FuncSetAttribute(f cuda.Function, attr, value int) error
+	OccupancyMaxActiveBlocksPerMultiprocessor(f cuda.Function, blockSize, dynamicSharedMem int) (int, error)
 	Launch(f cuda.Function, grid, block cuda.Dim3, sharedMem uint32, s cuda.Stream, args ...unsafe.Pointer) error
 }
 
@@ -59,6 +60,11 @@ type Config struct {
 	DType string
 	// Compile compiles CUDA source; required when a kernel has any.
 	Compile CompileFunc
+	// Multiprocessors is the device's SM count
+	// (cuda.DeviceInfo.Multiprocessors); required when a kernel uses grid
+	// rule sdk.GridKVSplitsKVHeadsSeqs, whose grid follows from how many
+	// blocks the device holds at once.
+	Multiprocessors int
 }
 
 // maxStaticSharedMem is what a kernel may use without raising
@@ -70,9 +76,13 @@ type Role struct {
 	name    string
 	plugin  string
 	d       Driver
+	sms     int
 	kernels []sdk.Kernel
 	funcs   []cuda.Function
-	modules []cuda.Module
+	// resident is each kernel's blocks the device holds at once, for grid
+	// rule sdk.GridKVSplitsKVHeadsSeqs; 0 for the other rules.
+	resident []int
+	modules  []cuda.Module
 }
 
 // abiHeaders maps "longctx/abi/<name>.h", the names kernels include, to
@@ -116,13 +126,16 @@ func NewRoleOf(d Driver, all []sdk.Kernel, role string, cfg Config) (*Role, erro
 
 // NewRole compiles (CUDA source) or takes (PTX, cubin) the kernels of one
 // role, loads them and raises the dynamic shared memory limit of those
-// that need more than 48 KiB. kernels are in launch order and all of one
-// role.
+// that need more than 48 KiB. For a kernel with grid rule
+// sdk.GridKVSplitsKVHeadsSeqs it then asks the driver how many of its
+// blocks fit on an SM, which times cfg.Multiprocessors is the kernel's
+// resident block count (Resident). kernels are in launch order and all of
+// one role.
 func NewRole(d Driver, kernels []sdk.Kernel, cfg Config) (_ *Role, err error) {
 	if len(kernels) == 0 {
 		return nil, fmt.Errorf("plugin %s: no kernels for the role", cfg.Plugin)
 	}
-	r := &Role{name: kernels[0].Role, plugin: cfg.Plugin, d: d}
+	r := &Role{name: kernels[0].Role, plugin: cfg.Plugin, d: d, sms: cfg.Multiprocessors}
 	defer func() {
 		if err != nil {
 			r.Close()
@@ -145,6 +158,9 @@ func NewRole(d Driver, kernels []sdk.Kernel, cfg Config) (_ *Role, err error) {
 		}
 		if err := k.Validate(kindOf(k.Role)); err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		if k.Launch.Grid == sdk.GridKVSplitsKVHeadsSeqs && cfg.Multiprocessors <= 0 {
+			return nil, fmt.Errorf("%s: grid rule KV_SPLITS_KV_HEADS_SEQS needs the device's multiprocessor count, the engine gave %d", where, cfg.Multiprocessors)
 		}
 		var image []byte
 		var key string
@@ -220,8 +236,23 @@ func (r *Role) addFunc(k sdk.Kernel, m cuda.Module, where string) error {
 			return fmt.Errorf("%s: %d bytes of shared memory: %w", where, k.Launch.SharedMemBytes, err)
 		}
 	}
+	resident := 0
+	if k.Launch.Grid == sdk.GridKVSplitsKVHeadsSeqs {
+		// After the shared memory limit is raised: the occupancy
+		// calculation refuses more dynamic shared memory than the limit.
+		threads := k.Launch.BlockX * k.Launch.BlockY * k.Launch.BlockZ
+		perSM, err := r.d.OccupancyMaxActiveBlocksPerMultiprocessor(f, threads, k.Launch.SharedMemBytes)
+		if err != nil {
+			return fmt.Errorf("%s: occupancy of %d threads with %d bytes of shared memory: %w", where, threads, k.Launch.SharedMemBytes, err)
+		}
+		if perSM <= 0 {
+			return fmt.Errorf("%s: no block fits on an SM (%d threads, %d bytes of shared memory)", where, threads, k.Launch.SharedMemBytes)
+		}
+		resident = perSM * r.sms
+	}
 	r.kernels = append(r.kernels, k)
 	r.funcs = append(r.funcs, f)
+	r.resident = append(r.resident, resident)
 	return nil
 }
 
@@ -230,6 +261,12 @@ func (r *Role) Name() string { return r.name }
 
 // Kernels are the role's kernel descriptions in launch order.
 func (r *Role) Kernels() []sdk.Kernel { return append([]sdk.Kernel(nil), r.kernels...) }
+
+// Resident is, per kernel in launch order, how many of its blocks the
+// device holds at once (multiprocessors × blocks per SM), the argument
+// Grid takes: set for kernels with grid rule sdk.GridKVSplitsKVHeadsSeqs,
+// 0 for the others.
+func (r *Role) Resident() []int { return append([]int(nil), r.resident...) }
 
 // Workspace is the bytes of workspace a launch of the role needs: the
 // largest of its kernels' WorkspaceBytes + WorkspaceBytesPerRow × rows +
@@ -246,8 +283,10 @@ func (r *Role) Workspace(numSeqs, numHeads, numQ, maxKV int) int64 {
 
 // Grid is the grid of a kernel with launch geometry l for problem p
 // (kernels/abi/launch.h). A zero dimension means the kernel is not
-// launched.
-func Grid(l sdk.Launch, p Problem) (cuda.Dim3, error) {
+// launched. resident is how many blocks of the kernel the device holds at
+// once (Role.Resident); only grid rule sdk.GridKVSplitsKVHeadsSeqs uses
+// it, and needs it positive.
+func Grid(l sdk.Launch, p Problem, resident int) (cuda.Dim3, error) {
 	ceil := func(n, d int) int64 { return (int64(n) + int64(d) - 1) / int64(d) }
 	var x, y, z int64
 	switch l.Grid {
@@ -263,6 +302,23 @@ func Grid(l sdk.Launch, p Problem) (cuda.Dim3, error) {
 			return cuda.Dim3{}, fmt.Errorf("grid rule %d: tile_kv %d", l.Grid, l.TileKV)
 		}
 		x, y, z = ceil(p.MaxKVLen, l.TileKV), int64(p.NumKVHeads), int64(p.NumSeqs)
+	case sdk.GridKVSplitsKVHeadsSeqs:
+		if l.TileKV <= 0 {
+			return cuda.Dim3{}, fmt.Errorf("grid rule %d: tile_kv %d", l.Grid, l.TileKV)
+		}
+		if resident <= 0 {
+			return cuda.Dim3{}, fmt.Errorf("grid rule %d: %d resident blocks", l.Grid, resident)
+		}
+		y, z = int64(p.NumKVHeads), int64(p.NumSeqs)
+		// As many splits as fill the device once, no more than there are
+		// tiles, at least one; none without keys.
+		x = ceil(p.MaxKVLen, l.TileKV)
+		if y*z > 0 {
+			x = min(x, int64(resident)/(y*z))
+		}
+		if p.MaxKVLen > 0 {
+			x = max(x, 1)
+		}
 	case sdk.GridRows:
 		if l.TileQ <= 0 {
 			return cuda.Dim3{}, fmt.Errorf("grid rule %d: tile_q %d", l.Grid, l.TileQ)
@@ -289,11 +345,17 @@ func (r *Role) Launch(s cuda.Stream, p Params) error {
 	if need > 0 && (ws == 0 || wsBytes < uint64(need)) {
 		return fmt.Errorf("plugin %s: %s for %+v: workspace of %d bytes at %#x, need %d", r.plugin, r.name, prob, wsBytes, uint64(ws), need)
 	}
+	// Every grid first, so that a bad one enqueues nothing.
+	grids := make([]cuda.Dim3, len(r.kernels))
 	for i, k := range r.kernels {
-		grid, err := Grid(k.Launch, prob)
+		grid, err := Grid(k.Launch, prob, r.resident[i])
 		if err != nil {
 			return fmt.Errorf("plugin %s: %s kernel %s: %w", r.plugin, r.name, k.Entry, err)
 		}
+		grids[i] = grid
+	}
+	for i, k := range r.kernels {
+		grid := grids[i]
 		if grid.X == 0 || grid.Y == 0 || grid.Z == 0 {
 			continue
 		}
@@ -313,7 +375,7 @@ func (r *Role) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	r.modules, r.funcs, r.kernels = nil, nil, nil
+	r.modules, r.funcs, r.kernels, r.resident = nil, nil, nil, nil
 	if len(errs) > 0 {
 		return fmt.Errorf("plugin %s: %s: unloading: %w", r.plugin, r.name, errors.Join(errs...))
 	}

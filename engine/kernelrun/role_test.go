@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/longctx/longctx/engine/cuda"
+	"github.com/longctx/longctx/kernels/abi"
 	"github.com/longctx/longctx/plugins/sdk"
 )
 
@@ -18,6 +19,17 @@ type fakeDriver struct {
 	attrs    map[cuda.Function][2]int
 	launches []launch
 	failLoad bool
+	// blocksPerSM is what the occupancy query answers; occErr fails it.
+	blocksPerSM int
+	occErr      error
+	occupancy   []occupancyCall
+	// ops is every attribute, occupancy and launch call in order.
+	ops []string
+}
+
+type occupancyCall struct {
+	f             cuda.Function
+	threads, smem int
 }
 
 type launch struct {
@@ -54,7 +66,17 @@ func (d *fakeDriver) FuncSetAttribute(f cuda.Function, attr, value int) error {
 		d.attrs = map[cuda.Function][2]int{}
 	}
 	d.attrs[f] = [2]int{attr, value}
+	d.ops = append(d.ops, fmt.Sprintf("attr %d", f))
 	return nil
+}
+
+func (d *fakeDriver) OccupancyMaxActiveBlocksPerMultiprocessor(f cuda.Function, threads, smem int) (int, error) {
+	d.occupancy = append(d.occupancy, occupancyCall{f, threads, smem})
+	d.ops = append(d.ops, fmt.Sprintf("occupancy %d", f))
+	if d.occErr != nil {
+		return 0, d.occErr
+	}
+	return d.blocksPerSM, nil
 }
 
 func (d *fakeDriver) Launch(f cuda.Function, grid, block cuda.Dim3, shmem uint32, s cuda.Stream, args ...unsafe.Pointer) error {
@@ -62,6 +84,7 @@ func (d *fakeDriver) Launch(f cuda.Function, grid, block cuda.Dim3, shmem uint32
 		return fmt.Errorf("%d kernel arguments, want the params struct alone", len(args))
 	}
 	d.launches = append(d.launches, launch{f, grid, block, shmem, s, *(*AttentionParams)(args[0])})
+	d.ops = append(d.ops, fmt.Sprintf("launch %d", f))
 	return nil
 }
 
@@ -133,6 +156,10 @@ func TestRoleCompilesOnceAndLaunchesInOrder(t *testing.T) {
 	}
 	if fmt.Sprint(d.launches) != fmt.Sprint(want) {
 		t.Errorf("launches\n got %v\nwant %v", d.launches, want)
+	}
+	// No occupancy query for kernels that need none.
+	if len(d.occupancy) != 0 || fmt.Sprint(r.Resident()) != "[0 0 0]" {
+		t.Errorf("occupancy calls %v, resident %v", d.occupancy, r.Resident())
 	}
 
 	p.WorkspaceBytes = uint64(ws - 1)
@@ -208,8 +235,8 @@ func TestRoleErrors(t *testing.T) {
 			[]string{"plugin eager", "kernel missing2", "CUDA_ERROR_NOT_FOUND"}},
 		{"two roles", func() []sdk.Kernel { ks := prefillKernels(); ks[2].Role = sdk.RoleAttentionDecode; return ks },
 			Config{Plugin: "eager", Arch: "sm_90a", DType: "bf16"}, &fakeDriver{}, []string{"one role's kernels"}},
-		{"future ABI", func() []sdk.Kernel { ks := prefillKernels(); ks[0].ABIVersion = 3; return ks },
-			Config{Plugin: "eager", Arch: "sm_90a", DType: "bf16"}, &fakeDriver{}, []string{"ABI version 3"}},
+		{"future ABI", func() []sdk.Kernel { ks := prefillKernels(); ks[0].ABIVersion = abi.Version + 1; return ks },
+			Config{Plugin: "eager", Arch: "sm_90a", DType: "bf16"}, &fakeDriver{}, []string{fmt.Sprintf("ABI version %d", abi.Version+1)}},
 		{"no arch", prefillKernels, Config{Plugin: "eager", DType: "bf16"}, &fakeDriver{}, []string{"no target architecture"}},
 		{"bad dtype", prefillKernels, Config{Plugin: "eager", Arch: "sm_90a", DType: "fp8"}, &fakeDriver{}, []string{"fp8"}},
 		{"load fails", prefillKernels, Config{Plugin: "eager", Arch: "sm_90a", DType: "bf16"}, &fakeDriver{failLoad: true},
@@ -241,21 +268,21 @@ func TestGrid(t *testing.T) {
 		{sdk.Launch{Grid: sdk.GridKVTilesKVHeadsSeqs, TileKV: 256}, cuda.Dim3{X: 129, Y: 8, Z: 3}},
 		{sdk.Launch{Grid: sdk.GridRows, TileQ: 8}, cuda.Dim3{X: (3*32*17 + 7) / 8, Y: 1, Z: 1}},
 	} {
-		got, err := Grid(tt.l, p)
+		got, err := Grid(tt.l, p, 0)
 		if err != nil || got != tt.want {
 			t.Errorf("rule %d: %v, %v; want %v", tt.l.Grid, got, err, tt.want)
 		}
 	}
-	for _, l := range []sdk.Launch{{Grid: 0}, {Grid: 9}, {Grid: sdk.GridRows}, {Grid: sdk.GridKVTilesKVHeadsSeqs}} {
-		if _, err := Grid(l, p); err == nil {
+	for _, l := range []sdk.Launch{{Grid: 0}, {Grid: 9}, {Grid: sdk.GridRows}, {Grid: sdk.GridKVTilesKVHeadsSeqs}, {Grid: sdk.GridKVSplitsKVHeadsSeqs}} {
+		if _, err := Grid(l, p, 100); err == nil {
 			t.Errorf("rule %d tiles %d/%d accepted", l.Grid, l.TileQ, l.TileKV)
 		}
 	}
-	if _, err := Grid(sdk.Launch{Grid: sdk.GridHeadsSeqs}, Problem{NumHeads: 32, NumSeqs: 70000}); err == nil {
+	if _, err := Grid(sdk.Launch{Grid: sdk.GridHeadsSeqs}, Problem{NumHeads: 32, NumSeqs: 70000}, 0); err == nil {
 		t.Error("70000 sequences in grid y accepted")
 	}
 	// A problem without queries launches nothing.
-	if g, err := Grid(sdk.Launch{Grid: sdk.GridRows, TileQ: 8}, Problem{NumSeqs: 1, NumHeads: 4}); err != nil || g.X != 0 {
+	if g, err := Grid(sdk.Launch{Grid: sdk.GridRows, TileQ: 8}, Problem{NumSeqs: 1, NumHeads: 4}, 0); err != nil || g.X != 0 {
 		t.Errorf("empty problem: %v, %v", g, err)
 	}
 }
@@ -269,5 +296,200 @@ func TestEmptyProblemLaunchesNothing(t *testing.T) {
 	}
 	if err := r.Launch(0, &AttentionParams{NumSeqs: 1, NumHeads: 4, NumKVHeads: 2}); err != nil || len(d.launches) != 0 {
 		t.Errorf("launches %v, err %v", d.launches, err)
+	}
+}
+
+// TestGridKVSplits: grid rule KV_SPLITS_KV_HEADS_SEQS fills the resident
+// blocks once, never with more splits than tile_kv-key tiles, at least one
+// split, none without keys.
+func TestGridKVSplits(t *testing.T) {
+	l := sdk.Launch{Grid: sdk.GridKVSplitsKVHeadsSeqs, TileKV: 256}
+	const resident = 132 * 2 // an H100's SMs, two blocks each
+	for _, tt := range []struct {
+		name     string
+		p        Problem
+		resident int
+		want     cuda.Dim3
+	}{
+		{"batch 1", Problem{NumSeqs: 1, NumHeads: 32, NumKVHeads: 8, NumQ: 1, MaxKVLen: 32768}, resident, cuda.Dim3{X: 33, Y: 8, Z: 1}},
+		{"batch 4", Problem{NumSeqs: 4, NumHeads: 32, NumKVHeads: 8, NumQ: 1, MaxKVLen: 32768}, resident, cuda.Dim3{X: 8, Y: 8, Z: 4}},
+		{"batch 16", Problem{NumSeqs: 16, NumHeads: 32, NumKVHeads: 8, NumQ: 1, MaxKVLen: 32768}, resident, cuda.Dim3{X: 2, Y: 8, Z: 16}},
+		{"batch exactly filling", Problem{NumSeqs: 33, NumHeads: 32, NumKVHeads: 8, NumQ: 1, MaxKVLen: 32768}, resident, cuda.Dim3{X: 1, Y: 8, Z: 33}},
+		{"huge batch", Problem{NumSeqs: 512, NumHeads: 32, NumKVHeads: 8, NumQ: 1, MaxKVLen: 32768}, resident, cuda.Dim3{X: 1, Y: 8, Z: 512}},
+		{"short cache caps", Problem{NumSeqs: 1, NumHeads: 32, NumKVHeads: 8, NumQ: 1, MaxKVLen: 1000}, resident, cuda.Dim3{X: 4, Y: 8, Z: 1}},
+		{"one tile", Problem{NumSeqs: 1, NumHeads: 32, NumKVHeads: 8, NumQ: 1, MaxKVLen: 256}, resident, cuda.Dim3{X: 1, Y: 8, Z: 1}},
+		{"one key", Problem{NumSeqs: 1, NumHeads: 32, NumKVHeads: 8, NumQ: 1, MaxKVLen: 1}, resident, cuda.Dim3{X: 1, Y: 8, Z: 1}},
+		{"no keys", Problem{NumSeqs: 1, NumHeads: 32, NumKVHeads: 8, NumQ: 1, MaxKVLen: 0}, resident, cuda.Dim3{X: 0, Y: 8, Z: 1}},
+		{"no keys, huge batch", Problem{NumSeqs: 512, NumHeads: 32, NumKVHeads: 8, NumQ: 1, MaxKVLen: 0}, resident, cuda.Dim3{X: 0, Y: 8, Z: 512}},
+		{"no sequences", Problem{NumSeqs: 0, NumHeads: 32, NumKVHeads: 8, NumQ: 1, MaxKVLen: 4096}, resident, cuda.Dim3{X: 16, Y: 8, Z: 0}},
+		{"one resident block", Problem{NumSeqs: 1, NumHeads: 1, NumKVHeads: 1, NumQ: 1, MaxKVLen: 4096}, 1, cuda.Dim3{X: 1, Y: 1, Z: 1}},
+		{"prefill-sized q ignored", Problem{NumSeqs: 1, NumHeads: 32, NumKVHeads: 8, NumQ: 4096, MaxKVLen: 32768}, resident, cuda.Dim3{X: 33, Y: 8, Z: 1}},
+	} {
+		got, err := Grid(l, tt.p, tt.resident)
+		if err != nil || got != tt.want {
+			t.Errorf("%s: %v, %v; want %v", tt.name, got, err, tt.want)
+		}
+	}
+	for _, tt := range []struct {
+		name     string
+		l        sdk.Launch
+		p        Problem
+		resident int
+		err      string
+	}{
+		{"no resident count", l, Problem{NumSeqs: 1, NumKVHeads: 8, MaxKVLen: 100}, 0, "resident"},
+		{"negative resident count", l, Problem{NumSeqs: 1, NumKVHeads: 8, MaxKVLen: 100}, -4, "resident"},
+		{"no tile", sdk.Launch{Grid: sdk.GridKVSplitsKVHeadsSeqs}, Problem{NumSeqs: 1, NumKVHeads: 8, MaxKVLen: 100}, resident, "tile_kv"},
+		{"too many sequences", l, Problem{NumSeqs: 70000, NumKVHeads: 8, MaxKVLen: 100}, resident, "out of range"},
+	} {
+		if g, err := Grid(tt.l, tt.p, tt.resident); err == nil || !strings.Contains(err.Error(), tt.err) {
+			t.Errorf("%s: %v, %v; want an error containing %q", tt.name, g, err, tt.err)
+		}
+	}
+}
+
+// splitDecodeKernels is a split-KV decode role of ABI version 3: the split
+// kernel (rule KV_SPLITS_KV_HEADS_SEQS, 64 KiB of shared memory) and a
+// combine kernel.
+func splitDecodeKernels() []sdk.Kernel {
+	return []sdk.Kernel{
+		{Role: sdk.RoleAttentionDecode, ABIVersion: 3, CUDASource: "// flash", Entry: "split1",
+			Launch:               sdk.Launch{Grid: sdk.GridKVSplitsKVHeadsSeqs, BlockX: 128, BlockY: 1, BlockZ: 1, TileKV: 256, SharedMemBytes: 64 << 10},
+			WorkspaceBytesPerRow: 16 + 4*128, WorkspaceBytesPerScore: 2},
+		{Role: sdk.RoleAttentionDecode, ABIVersion: 3, CUDASource: "// flash", Entry: "combine2",
+			Launch:               sdk.Launch{Grid: sdk.GridRows, BlockX: 128, BlockY: 1, BlockZ: 1, TileQ: 1},
+			WorkspaceBytesPerRow: 16},
+	}
+}
+
+// TestRoleKVSplits: NewRole asks the occupancy of the split kernel alone,
+// after raising its shared memory limit; Launch sizes the split grid from
+// the resident blocks.
+func TestRoleKVSplits(t *testing.T) {
+	d := &fakeDriver{blocksPerSM: 2}
+	cfg := Config{Plugin: "flash", Arch: "sm_90a", DType: "bf16", Compile: recordingCompiler(new([]compileCall)), Multiprocessors: 132}
+	r, err := NewRole(d, splitDecodeKernels(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []occupancyCall{{101, 128, 64 << 10}}; fmt.Sprint(d.occupancy) != fmt.Sprint(want) {
+		t.Errorf("occupancy calls %v, want %v", d.occupancy, want)
+	}
+	if want := "[attr 101 occupancy 101]"; fmt.Sprint(d.ops) != want {
+		t.Errorf("driver calls %v, want %s", d.ops, want)
+	}
+	if got := r.Resident(); fmt.Sprint(got) != "[264 0]" {
+		t.Errorf("Resident = %v, want [264 0]", got)
+	}
+
+	for _, tt := range []struct {
+		name                 string
+		seqs, kvHeads, maxKV int
+		ops                  []string
+		splits               uint32
+	}{
+		{"batch 1", 1, 8, 32768, []string{"launch 101", "launch 102"}, 33},
+		{"batch 8", 8, 8, 32768, []string{"launch 101", "launch 102"}, 4},
+		{"huge batch", 300, 8, 32768, []string{"launch 101", "launch 102"}, 1},
+		{"short cache", 2, 8, 600, []string{"launch 101", "launch 102"}, 3},
+		// No keys: the split kernel is not launched, the combine still is.
+		{"no keys", 2, 8, 0, []string{"launch 102"}, 0},
+		{"no sequences", 0, 8, 1000, nil, 0},
+	} {
+		d.ops, d.launches = nil, nil
+		const heads = 32
+		ws := r.Workspace(tt.seqs, heads, 1, tt.maxKV)
+		if want := int64(tt.seqs*heads) * (16 + 4*128 + 2*int64(tt.maxKV)); ws != want {
+			t.Errorf("%s: Workspace = %d, want %d", tt.name, ws, want)
+		}
+		p := &AttentionParams{NumSeqs: int32(tt.seqs), NumQ: 1, NumHeads: heads, NumKVHeads: int32(tt.kvHeads), MaxKVLen: int32(tt.maxKV),
+			Workspace: 0x10000, WorkspaceBytes: uint64(ws)}
+		if err := r.Launch(5, p); err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+			continue
+		}
+		if fmt.Sprint(d.ops) != fmt.Sprint(tt.ops) {
+			t.Errorf("%s: driver calls\n got %v\nwant %v", tt.name, d.ops, tt.ops)
+		}
+		if tt.splits > 0 {
+			if want := (cuda.Dim3{X: tt.splits, Y: uint32(tt.kvHeads), Z: uint32(tt.seqs)}); len(d.launches) == 0 || d.launches[0].grid != want {
+				t.Errorf("%s: launches %v, want the split kernel's grid %v", tt.name, d.launches, want)
+			}
+		}
+	}
+
+	// The workspace check comes first: too small a workspace is not
+	// launched on.
+	d.ops = nil
+	ws := r.Workspace(2, 32, 1, 4096)
+	for _, bytes := range []uint64{uint64(ws - 1), 0} {
+		p := &AttentionParams{NumSeqs: 2, NumQ: 1, NumHeads: 32, NumKVHeads: 8, MaxKVLen: 4096, Workspace: 0x10000, WorkspaceBytes: bytes}
+		if err := r.Launch(5, p); err == nil || !strings.Contains(err.Error(), "workspace") {
+			t.Errorf("workspace of %d bytes, need %d: %v", bytes, ws, err)
+		}
+	}
+	if p := (&AttentionParams{NumSeqs: 2, NumQ: 1, NumHeads: 32, NumKVHeads: 8, MaxKVLen: 4096, WorkspaceBytes: uint64(ws)}); r.Launch(5, p) == nil {
+		t.Error("a null workspace accepted")
+	}
+	if len(d.ops) != 0 {
+		t.Errorf("driver calls after failed checks: %v", d.ops)
+	}
+
+	// Every grid is checked before the first launch: the combine kernel's
+	// grid out of range (2^32 rows, one per block) launches not even the
+	// split kernel, whose grid is fine.
+	const numQ = 1 << 27
+	ws = r.Workspace(1, 32, numQ, 4096)
+	p := &AttentionParams{NumSeqs: 1, NumQ: numQ, NumHeads: 32, NumKVHeads: 8, MaxKVLen: 4096, Workspace: 0x10000, WorkspaceBytes: uint64(ws)}
+	if err := r.Launch(5, p); err == nil || !strings.Contains(err.Error(), "kernel combine2") || !strings.Contains(err.Error(), "out of range") {
+		t.Errorf("combine grid out of range: %v", err)
+	}
+	if len(d.ops) != 0 {
+		t.Errorf("driver calls after a bad grid: %v", d.ops)
+	}
+}
+
+// TestRoleKVSplitsErrors: the split rule needs the SM count, a block that
+// fits and an occupancy query that works; what was loaded is unloaded.
+func TestRoleKVSplitsErrors(t *testing.T) {
+	cfg := Config{Plugin: "flash", Arch: "sm_90a", DType: "bf16", Multiprocessors: 132}
+	for _, tt := range []struct {
+		name    string
+		kernels func() []sdk.Kernel
+		sms     int
+		d       *fakeDriver
+		want    []string
+	}{
+		{"no SM count", splitDecodeKernels, 0, &fakeDriver{blocksPerSM: 2},
+			[]string{"plugin flash: attention.decode kernel split1", "multiprocessor count"}},
+		{"no block fits", splitDecodeKernels, 132, &fakeDriver{blocksPerSM: 0},
+			[]string{"plugin flash: attention.decode kernel split1: no block fits on an SM (128 threads, 65536 bytes of shared memory)"}},
+		{"occupancy fails", splitDecodeKernels, 132, &fakeDriver{occErr: errors.New("CUDA_ERROR_INVALID_VALUE")},
+			[]string{"kernel split1", "occupancy", "INVALID_VALUE"}},
+		{"version 2 split rule", func() []sdk.Kernel {
+			ks := splitDecodeKernels()
+			ks[0].ABIVersion = 2
+			return ks
+		}, 132, &fakeDriver{blocksPerSM: 2}, []string{"kernel split1", "needs ABI version 3"}},
+	} {
+		c := cfg
+		c.Multiprocessors = tt.sms
+		c.Compile = recordingCompiler(new([]compileCall))
+		_, err := NewRole(tt.d, tt.kernels(), c)
+		for _, w := range tt.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %v, want one containing %q", tt.name, err, w)
+			}
+		}
+		if len(tt.d.images) != len(tt.d.unloaded) {
+			t.Errorf("%s: %d modules loaded, %d unloaded after the failure", tt.name, len(tt.d.images), len(tt.d.unloaded))
+		}
+	}
+	// Without the split rule, neither the SM count nor the occupancy is
+	// needed.
+	ks := splitDecodeKernels()[1:]
+	d := &fakeDriver{occErr: errors.New("must not be asked")}
+	if _, err := NewRole(d, ks, Config{Plugin: "flash", Arch: "sm_90a", DType: "bf16", Compile: recordingCompiler(new([]compileCall))}); err != nil || len(d.occupancy) != 0 {
+		t.Errorf("a role without the split rule: %v, occupancy calls %v", err, d.occupancy)
 	}
 }

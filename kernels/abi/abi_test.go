@@ -37,10 +37,11 @@ func TestGridRulesMatchProtocol(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]pluginpb.GridRule{
-		"Q_TILES_HEADS_SEQS":     pluginpb.GridRule_GRID_RULE_Q_TILES_HEADS_SEQS,
-		"HEADS_SEQS":             pluginpb.GridRule_GRID_RULE_HEADS_SEQS,
-		"KV_TILES_KV_HEADS_SEQS": pluginpb.GridRule_GRID_RULE_KV_TILES_KV_HEADS_SEQS,
-		"ROWS":                   pluginpb.GridRule_GRID_RULE_ROWS,
+		"Q_TILES_HEADS_SEQS":      pluginpb.GridRule_GRID_RULE_Q_TILES_HEADS_SEQS,
+		"HEADS_SEQS":              pluginpb.GridRule_GRID_RULE_HEADS_SEQS,
+		"KV_TILES_KV_HEADS_SEQS":  pluginpb.GridRule_GRID_RULE_KV_TILES_KV_HEADS_SEQS,
+		"ROWS":                    pluginpb.GridRule_GRID_RULE_ROWS,
+		"KV_SPLITS_KV_HEADS_SEQS": pluginpb.GridRule_GRID_RULE_KV_SPLITS_KV_HEADS_SEQS,
 	} {
 		m := regexp.MustCompile(`#define LONGCTX_GRID_RULE_` + name + ` (\d+)`).FindSubmatch(data)
 		if m == nil {
@@ -58,12 +59,14 @@ func TestGridRulesMatchProtocol(t *testing.T) {
 		{sdk.GridHeadsSeqs, pluginpb.GridRule_GRID_RULE_HEADS_SEQS},
 		{sdk.GridKVTilesKVHeadsSeqs, pluginpb.GridRule_GRID_RULE_KV_TILES_KV_HEADS_SEQS},
 		{sdk.GridRows, pluginpb.GridRule_GRID_RULE_ROWS},
+		{sdk.GridKVSplitsKVHeadsSeqs, pluginpb.GridRule_GRID_RULE_KV_SPLITS_KV_HEADS_SEQS},
 	} {
 		if int(r.sdk) != int(r.pb) {
 			t.Errorf("sdk grid rule %d, protocol %s = %d", r.sdk, r.pb, r.pb)
 		}
 	}
-	// Every rule the protocol has is in launch.h.
+	// Every rule the protocol has is in launch.h, defined and in the
+	// table of grids at the top.
 	for v, name := range pluginpb.GridRule_name {
 		if v == 0 {
 			continue
@@ -71,6 +74,29 @@ func TestGridRulesMatchProtocol(t *testing.T) {
 		rule := strings.TrimPrefix(name, "GRID_RULE_")
 		if !regexp.MustCompile(`(?m)^#define LONGCTX_GRID_RULE_` + rule + ` ` + strconv.Itoa(int(v)) + `$`).Match(data) {
 			t.Errorf("launch.h lacks #define LONGCTX_GRID_RULE_%s %d", rule, v)
+		}
+		if !regexp.MustCompile(`(?m)^ \*   ` + name + ` +\(`).Match(data) {
+			t.Errorf("launch.h's table of grids lacks %s", name)
+		}
+	}
+	// And every rule launch.h defines is in the protocol.
+	for _, m := range regexp.MustCompile(`(?m)^#define LONGCTX_GRID_RULE_(\w+) (\d+)$`).FindAllSubmatch(data, -1) {
+		if v, ok := pluginpb.GridRule_value["GRID_RULE_"+string(m[1])]; !ok || strconv.Itoa(int(v)) != string(m[2]) {
+			t.Errorf("launch.h defines LONGCTX_GRID_RULE_%s %s; the protocol has %d (known: %v)", m[1], m[2], v, ok)
+		}
+	}
+}
+
+// TestVersionListed: common.h's version list describes every version up
+// to the current one.
+func TestVersionListed(t *testing.T) {
+	data, err := Headers.ReadFile("common.h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v := 1; v <= Version; v++ {
+		if !regexp.MustCompile(`(?m)^(/\*| \*) ` + strconv.Itoa(v) + `: `).Match(data) {
+			t.Errorf("common.h's version list has no line for version %d", v)
 		}
 	}
 }
@@ -82,8 +108,9 @@ func TestHeadersCompile(t *testing.T) {
 	src := `#include "attention.h"
 #include "kv_score.h"
 #include "launch.h"
-typedef char check_version[LONGCTX_ABI_VERSION == 2 ? 1 : -1];
+typedef char check_version[LONGCTX_ABI_VERSION == 3 ? 1 : -1];
 typedef char check_rows[LONGCTX_GRID_RULE_ROWS == 4 ? 1 : -1];
+typedef char check_splits[LONGCTX_GRID_RULE_KV_SPLITS_KV_HEADS_SEQS == 5 ? 1 : -1];
 int main(void) { longctx_attention_params a; longctx_kv_score_params s; (void)a; (void)s; return 0; }
 `
 	if err := os.WriteFile(filepath.Join(dir, "t.c"), []byte(src), 0o644); err != nil {

@@ -24,8 +24,11 @@
 /* 1: one kernel per role, fixed workspace.
  * 2: several kernels per role, workspace growing with the problem
  *    (launch.h), grid rule ROWS. The parameter structs are unchanged, so
- *    a version 1 kernel runs as it did. */
-#define LONGCTX_ABI_VERSION 2
+ *    a version 1 kernel runs as it did.
+ * 3: grid rule KV_SPLITS_KV_HEADS_SEQS (as many KV splits as fill the
+ *    GPU once, launch.h). The parameter structs are unchanged, so
+ *    version 1 and 2 kernels run as they did. */
+#define LONGCTX_ABI_VERSION 3
 
 typedef int longctx_i32;
 typedef unsigned int longctx_u32;

@@ -11,9 +11,29 @@
  *   GRID_RULE_HEADS_SEQS              (num_heads, num_seqs, 1)
  *   GRID_RULE_KV_TILES_KV_HEADS_SEQS  (ceil(max_kv_len / tile_kv), num_kv_heads, num_seqs)
  *   GRID_RULE_ROWS                    (ceil(num_seqs * num_heads * num_q / tile_q), 1, 1)
+ *   GRID_RULE_KV_SPLITS_KV_HEADS_SEQS (splits, num_kv_heads, num_seqs), with
+ *       splits = max(1, min(ceil(max_kv_len / tile_kv),
+ *                           floor(resident / (num_kv_heads * num_seqs))))
+ *       and splits = 0 when max_kv_len is 0
  *
  * (kv.score has no query heads: there num_heads is num_kv_heads and
  * num_q is 1.) A kernel whose grid has a zero dimension is not launched.
+ *
+ * KV_SPLITS_KV_HEADS_SEQS (ABI version 3) is for split-KV (flash-decoding)
+ * kernels: the grid fills the GPU once whatever the batch, instead of
+ * growing with max_kv_len. resident is how many blocks of this kernel the
+ * device holds at once: its multiprocessor count times
+ * cuOccupancyMaxActiveBlocksPerMultiprocessor for the kernel's block
+ * (block_x * block_y * block_z threads, shared_mem_bytes of dynamic
+ * shared memory), computed once when the engine loads the kernel. tile_kv
+ * is about the fewest keys a split gets: there are never more splits than
+ * tile_kv-key tiles of max_kv_len, so a short cache gets fewer splits.
+ * The split count is passed only as gridDim.x: the kernel derives each
+ * split's key range from gridDim.x and its own KV head's len, never from
+ * max_kv_len (within a CUDA graph that is the cache's capacity, longer
+ * than the heads in use, and heads differ in length after compaction);
+ * e.g. split s covers keys [s * per, min((s + 1) * per, len)) with
+ * per = ceil(len / gridDim.x), which may be none.
  *
  * Workspace: the kernels of a role share one scratch buffer of
  *
@@ -45,5 +65,6 @@
 #define LONGCTX_GRID_RULE_HEADS_SEQS 2
 #define LONGCTX_GRID_RULE_KV_TILES_KV_HEADS_SEQS 3
 #define LONGCTX_GRID_RULE_ROWS 4
+#define LONGCTX_GRID_RULE_KV_SPLITS_KV_HEADS_SEQS 5
 
 #endif

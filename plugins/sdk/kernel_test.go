@@ -27,6 +27,7 @@ func TestKernelRoundTrip(t *testing.T) {
 			Launch: Launch{Grid: GridKVTilesKVHeadsSeqs, BlockX: 128, BlockY: 1, BlockZ: 1, TileKV: 128}},
 		{Role: RoleAttentionDecode, ABIVersion: 2, Cubin: []byte{0x7f, 'E', 'L', 'F'}, Entry: "y",
 			Launch: Launch{Grid: GridHeadsSeqs, BlockX: 32, BlockY: 2, BlockZ: 1}, WorkspaceBytesPerScore: 11},
+		splitKernel(),
 	} {
 		b, err := proto.Marshal(kernelToPB(k))
 		if err != nil {
@@ -43,9 +44,39 @@ func TestKernelRoundTrip(t *testing.T) {
 	}
 }
 
+// splitKernel is a version 3 split-KV decode kernel.
+func splitKernel() Kernel {
+	return Kernel{
+		Role: RoleAttentionDecode, ABIVersion: 3, CUDASource: "// split", Entry: "split",
+		Launch:               Launch{Grid: GridKVSplitsKVHeadsSeqs, BlockX: 128, BlockY: 1, BlockZ: 1, TileKV: 256, SharedMemBytes: 65536},
+		WorkspaceBytesPerRow: 516 * 8, WorkspaceBytesPerScore: 1,
+	}
+}
+
+// TestKernelWireGridRule: the new grid rule has its own enum value on the
+// wire, so an older peer sees it as unknown, not as something else.
+func TestKernelWireGridRule(t *testing.T) {
+	if p := kernelToPB(splitKernel()); p.GetLaunch().GetGrid() != pluginpb.GridRule_GRID_RULE_KV_SPLITS_KV_HEADS_SEQS {
+		t.Errorf("wire kernel %v", p)
+	}
+}
+
 func TestKernelValidate(t *testing.T) {
-	if k := validKernel(); k.Validate(KindAttention) != nil {
-		t.Fatal(k.Validate(KindAttention))
+	for _, k := range []Kernel{validKernel(), splitKernel()} {
+		if err := k.Validate(KindAttention); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Kernels of older versions that use nothing newer stay valid.
+	for v := 1; v < ABIVersion; v++ {
+		k := splitKernel()
+		k.ABIVersion, k.Launch.Grid = v, GridKVTilesKVHeadsSeqs
+		if v < 2 {
+			k.WorkspaceBytesPerRow, k.WorkspaceBytesPerScore = 0, 0
+		}
+		if err := k.Validate(KindAttention); err != nil {
+			t.Errorf("version %d: %v", v, err)
+		}
 	}
 	for _, tt := range []struct {
 		name string
@@ -67,6 +98,12 @@ func TestKernelValidate(t *testing.T) {
 		{"kv tiles without tile", func(k *Kernel) { k.Launch.Grid = GridKVTilesKVHeadsSeqs }, "tile_kv"},
 		{"negative shared memory", func(k *Kernel) { k.Launch.SharedMemBytes = -1 }, "shared memory"},
 		{"wrong role for kind", func(k *Kernel) { k.Role = RoleKVScore }, "provides"},
+		{"v2 with splits rule", func(k *Kernel) { k.ABIVersion, k.Launch.Grid, k.Launch.TileKV = 2, GridKVSplitsKVHeadsSeqs, 64 }, "needs ABI version 3"},
+		{"v1 with splits rule", func(k *Kernel) {
+			k.ABIVersion, k.WorkspaceBytesPerRow, k.WorkspaceBytesPerScore = 1, 0, 0
+			k.Launch.Grid, k.Launch.TileKV = GridKVSplitsKVHeadsSeqs, 64
+		}, "needs ABI version 3"},
+		{"splits without tile", func(k *Kernel) { k.Launch.Grid = GridKVSplitsKVHeadsSeqs }, "tile_kv"},
 	} {
 		k := validKernel()
 		tt.edit(&k)

@@ -69,12 +69,20 @@ const (
 	GridKVTilesKVHeadsSeqs GridRule = GridRule(pluginpb.GridRule_GRID_RULE_KV_TILES_KV_HEADS_SEQS)
 	// GridRows is one block per TileQ score-matrix rows (ABI version 2).
 	GridRows GridRule = GridRule(pluginpb.GridRule_GRID_RULE_ROWS)
+	// GridKVSplitsKVHeadsSeqs is (splits, num_kv_heads, num_seqs) with as
+	// many KV splits as fill the GPU once: splits = max(1,
+	// min(ceil(max_kv_len / TileKV), floor(resident / (num_kv_heads ×
+	// num_seqs)))), 0 when max_kv_len is 0, resident being how many blocks
+	// of the kernel the device holds at once (multiprocessors × occupancy
+	// at the kernel's block and shared memory). The kernel reads the split
+	// count from gridDim.x (ABI version 3).
+	GridKVSplitsKVHeadsSeqs GridRule = GridRule(pluginpb.GridRule_GRID_RULE_KV_SPLITS_KV_HEADS_SEQS)
 )
 
 // ABIVersion is the newest kernel ABI (LONGCTX_ABI_VERSION in
 // kernels/abi/common.h) this SDK describes; kernels of versions 1 to
 // ABIVersion are accepted.
-const ABIVersion = 2
+const ABIVersion = 3
 
 // Launch is a kernel's launch geometry.
 type Launch struct {
@@ -141,6 +149,8 @@ func (k *Kernel) Validate(kind Kind) error {
 		return fmt.Errorf("kernel %s %s: negative workspace (%d bytes, %d per row, %d per score)", k.Role, k.Entry, k.WorkspaceBytes, k.WorkspaceBytesPerRow, k.WorkspaceBytesPerScore)
 	case k.ABIVersion < 2 && (k.WorkspaceBytesPerRow != 0 || k.WorkspaceBytesPerScore != 0 || k.Launch.Grid == GridRows):
 		return fmt.Errorf("kernel %s %s: per-row or per-score workspace and grid rule ROWS need ABI version 2, kernel says %d", k.Role, k.Entry, k.ABIVersion)
+	case k.ABIVersion < 3 && k.Launch.Grid == GridKVSplitsKVHeadsSeqs:
+		return fmt.Errorf("kernel %s %s: grid rule KV_SPLITS_KV_HEADS_SEQS needs ABI version 3, kernel says %d", k.Role, k.Entry, k.ABIVersion)
 	case k.Launch.BlockX <= 0 || k.Launch.BlockY <= 0 || k.Launch.BlockZ <= 0:
 		return fmt.Errorf("kernel %s %s: block %dx%dx%d", k.Role, k.Entry, k.Launch.BlockX, k.Launch.BlockY, k.Launch.BlockZ)
 	case k.Launch.SharedMemBytes < 0:
@@ -157,7 +167,7 @@ func (l Launch) validateGrid() error {
 		if l.TileQ <= 0 {
 			return fmt.Errorf("grid rule %d needs a positive tile_q, got %d", l.Grid, l.TileQ)
 		}
-	case GridKVTilesKVHeadsSeqs:
+	case GridKVTilesKVHeadsSeqs, GridKVSplitsKVHeadsSeqs:
 		if l.TileKV <= 0 {
 			return fmt.Errorf("grid rule %d needs a positive tile_kv, got %d", l.Grid, l.TileKV)
 		}

@@ -157,8 +157,45 @@ def kv_bytes(cfg, n):
     return 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * n * 2
 
 
+def kernel_family(name):
+    """Which part of the layer a CUDA kernel of the prefill belongs to."""
+    low = name.lower()
+    if any(k in low for k in ("flash", "fmha", "cudnn", "sdpa", "attention", "mha")):
+        return "attention"
+    if any(k in low for k in ("gemm", "sm90_xmma", "cutlass", "nvjet", "matmul")):
+        return "gemm"
+    return "other"
+
+
+def profile_prefill(model, prompt, keep_kwargs, top=25):
+    """One more prefill under torch.profiler: the GPU time of each kernel
+    (summed over the layers), grouped into attention / GEMM / other, so that
+    the harness's --gpu-profile can be set beside it and the SDPA backend
+    transformers ran is on record by its kernel names."""
+    from torch.profiler import ProfilerActivity, profile
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        out = model(input_ids=prompt, use_cache=True, **keep_kwargs)
+        torch.cuda.synchronize()
+    del out
+    kernels = {}
+    for e in prof.events():
+        if e.device_type != torch.autograd.DeviceType.CUDA:
+            continue
+        k = kernels.setdefault(e.name, {"name": e.name, "calls": 0, "us": 0.0})
+        k["calls"] += 1
+        k["us"] += e.device_time if hasattr(e, "device_time") else e.cuda_time
+    ranked = sorted(kernels.values(), key=lambda k: -k["us"])
+    families = {}
+    for k in ranked:
+        f = kernel_family(k["name"])
+        families[f] = families.get(f, 0.0) + k["us"] / 1e3
+    return {"total_ms": sum(k["us"] for k in ranked) / 1e3, "families_ms": families,
+            "top_kernels": [{**k, "ms": k["us"] / 1e3} for k in ranked[:top]]}
+
+
 @torch.inference_mode()
-def run_case(model, n, steps, keep_kwargs, rec):
+def run_case(model, n, steps, keep_kwargs, rec, profile=False):
     """Fills rec as it goes, so a case that runs out of memory keeps what it measured."""
     gen = torch.Generator(device="cuda").manual_seed(1234 + n)
     prompt = torch.randint(0, model.config.vocab_size, (1, n), device="cuda", generator=gen)
@@ -178,6 +215,8 @@ def run_case(model, n, steps, keep_kwargs, rec):
     rec["prefill_s_median"] = statistics.median(times)
     rec["prefill_tokens_per_s"] = n / rec["prefill_s_median"]
     rec["prefill_peak_bytes"] = torch.cuda.max_memory_allocated()
+    if profile:
+        rec["prefill_profile"] = profile_prefill(model, prompt, keep_kwargs)
 
     rec["stage"] = "decode"
     past = out.past_key_values
@@ -239,6 +278,8 @@ def main():
     ap.add_argument("--decode-steps", type=int, default=32)
     ap.add_argument("--attn", default="eager,sdpa", help="comma-separated attention implementations")
     ap.add_argument("--quick", action="store_true", help="only the first context")
+    ap.add_argument("--profile", action="store_true",
+                    help="also profile one prefill per case (torch.profiler): GPU time per kernel")
     ap.add_argument("--time-budget-s", type=float, default=330.0,
                     help="skip cases that would start after this many seconds")
     args = ap.parse_args()
@@ -307,7 +348,7 @@ def main():
             t0 = time.perf_counter()
             oom = None
             try:
-                run_case(model, n, args.decode_steps, keep_kwargs, rec)
+                run_case(model, n, args.decode_steps, keep_kwargs, rec, profile=args.profile)
             except torch.OutOfMemoryError as e:
                 oom = str(e).split("\n")[0][:300]
             except Exception as e:  # some kernels report OOM as a plain RuntimeError
@@ -329,6 +370,12 @@ def main():
             print(f"{impl} N={n}: {rec['status']} (stage {rec['stage']}) in {rec['case_wall_s']:.1f} s"
                   + (f", prefill {rec['prefill_s_median']:.3f} s" if "prefill_s_median" in rec else "")
                   + (f", decode {rec['decode_ms_median']:.2f} ms/tok" if "decode_ms_median" in rec else ""))
+            if "prefill_profile" in rec:
+                prof = rec["prefill_profile"]
+                print(f"  profiled prefill: {prof['total_ms']:.1f} ms of kernels, "
+                      + ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(prof["families_ms"].items())))
+                for k in prof["top_kernels"][:12]:
+                    print(f"    {k['ms']:9.2f} ms {k['calls']:5d}x  {k['name'][:110]}")
             doc["results"] = results
             write_doc(args.out, doc)  # a run cut short still leaves its finished cases
 

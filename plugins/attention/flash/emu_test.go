@@ -38,3 +38,13 @@ func TestHopperKernelsOnHostEmulator(t *testing.T) {
 		return Kernels(m, sdk.Device{Kind: "cuda", Arch: "sm_90a", DType: "bf16"}, PrefillAuto)
 	})
 }
+
+// TestDecodeGeometryOnHostEmulator runs a decode build of 4 warps and 3
+// stages (the benchmarks' alternative geometry) the same way.
+func TestDecodeGeometryOnHostEmulator(t *testing.T) {
+	geo := defaultGeometry
+	geo.decodeWarps, geo.decodeBuffers, geo.decodeMinBlocks = 4, 3, 2
+	hostemu.RunShapes(t, cudaSource, "testdata/emu_run.cpp", []sdk.ModelShape{
+		{NumLayers: 1, NumHeads: 8, NumKVHeads: 2, HeadDim: 128},
+	}, func(m sdk.ModelShape) ([]sdk.Kernel, error) { return kernels(m, "bf16", geo) })
+}

@@ -18,18 +18,25 @@
 // start with the longest query tiles, the causal triangle's heavy end.
 //
 // Decode (role attention.decode): flash_decode, flash_decode_combine
-// (flash-decoding). A block owns 256 keys of one KV head of one sequence
-// and all of that head's query heads (up to 16, rows of one tensor-core
-// tile), streams K and V through 3 shared-memory stages of 64 keys, and
-// writes the unnormalised partial output and its softmax statistics to
-// the workspace; flash_decode_combine merges a row's tiles. Workspace,
-// rows R = num_seqs * num_heads, tiles T = ceil(max_kv_len / 256):
+// (flash-decoding). flash_decode's grid is (splits, KV heads, sequences)
+// with as many splits as fill the GPU once (grid rule KV_SPLITS, ABI 3)
+// whatever the batch; a block takes an equal share of one KV head's keys
+// of one sequence, in whole stages (16 keys a warp: 128 at the default 8
+// warps), with all of that head's query heads (up to 16, rows of one
+// tensor-core tile), streams K and V through shared-memory stages (2 by
+// default), and writes the unnormalised partial output and
+// its softmax statistics to the workspace; flash_decode_combine, a block
+// per query head, merges a row's splits. Workspace, rows R = num_seqs *
+// num_heads, S = gridDim.x splits:
 //
-//   [0, 4 R T D)            partial P·V, fp32, [R][T][D]
-//   [align16(4 R T D), +8 R T) (max, sum) per row and tile, float2
+//   [0, 4)                  S, u32 (the combine's grid cannot say it)
+//   [256, 256 + 4 R S D)    partial P·V, fp32, [R][S][D]
+//   [256 + align16(4 R S D), + 8 R S)  (max, sum) per row and split, float2
 //
-// Only tiles below a KV head's len are written or read, so a decode graph
-// captured for the cache capacity touches what the cache holds.
+// A split is a share of its head's real length, so a decode graph captured
+// for the cache capacity touches only what the cache holds. (Merging in
+// the last block of each KV head instead, found by a counter, measured
+// slower than the second kernel on an H100: bench/RESULTS.md.)
 //
 // Compile-time constants (NVRTC --define-macro): FLASH_HEAD_DIM (16, 32,
 // 64 or 128), FLASH_GROUP (query heads per KV head, 1 to 16; decode);
@@ -87,19 +94,37 @@ constexpr int PREFILL_SMEM = (BM + 2 * BN) * LDS * 2;
 static_assert(BM <= THREADS && WM % 16 == 0, "a query row's position per thread; 16-row tiles per warp");
 static_assert(BN == 32 || BN == 64, "prefill key tile");
 
-// Decode geometry: FLASH_DECODE_TILE (default 256) keys per block.
+// Decode geometry: FLASH_DECODE_TILE (default 256), the fewest keys a split
+// gets (the grid rule's tile_kv): splits are at most ceil(max_kv_len / it),
+// which bounds the workspace.
 #ifndef FLASH_DECODE_TILE
 #define FLASH_DECODE_TILE 256
 #endif
-constexpr int DTILE = FLASH_DECODE_TILE, DSTAGE = 64, DNBUF = 3, DTHREADS = 128, DWARPS = DTHREADS / 32;
+// FLASH_DECODE_WARPS (default 8) warps a decode block, each taking 16 keys
+// of a stage; FLASH_DECODE_BUFFERS (default 2) shared-memory stages;
+// FLASH_DECODE_MIN_BLOCKS (default 1) blocks per SM the registers are
+// budgeted for. 8 warps and 2 stages of 128 keys (one block an SM at
+// d 128) beat 4 warps and 3 stages of 64 (two blocks) by 2-4 % on an H100.
+#ifndef FLASH_DECODE_WARPS
+#define FLASH_DECODE_WARPS 8
+#endif
+#ifndef FLASH_DECODE_BUFFERS
+#define FLASH_DECODE_BUFFERS 2
+#endif
+#ifndef FLASH_DECODE_MIN_BLOCKS
+#define FLASH_DECODE_MIN_BLOCKS 1
+#endif
+constexpr int DTILE = FLASH_DECODE_TILE, DWARPS = FLASH_DECODE_WARPS, DTHREADS = 32 * DWARPS, DSTAGE = 16 * DWARPS, DNBUF = FLASH_DECODE_BUFFERS;
 static_assert(DTILE % DSTAGE == 0, "decode tile: whole stages");
-constexpr int DSTAGES = DTILE / DSTAGE;
 constexpr int DSTAGE_ELEMS = DSTAGE * LDS;
 constexpr int DEC_BUF_BYTES = DNBUF * 2 * DSTAGE_ELEMS * 2;
 constexpr int DEC_RED_BYTES = DWARPS * 16 * (D + 2) * 4; // per warp: 16 rows' output, max and sum
 constexpr int DEC_SMEM = (DEC_BUF_BYTES > DEC_RED_BYTES ? DEC_BUF_BYTES : DEC_RED_BYTES) + 16 * LDS * 2 + DNBUF * DSTAGE * 4;
-constexpr int COMBINE_THREADS = 512, CWARPS = COMBINE_THREADS / 32;
 constexpr int CPL = D < 32 ? 1 : D / 32; // output columns per lane in the combine
+constexpr int COMBINE_THREADS = 512, CWARPS = COMBINE_THREADS / 32; // flash_decode_combine
+// Where the partial outputs start: after a 256-byte header holding the
+// number of splits (flash_decode writes it, flash_decode_combine reads it).
+constexpr long long DEC_PARTIAL_OFFSET = 256;
 static_assert(DSTAGE == 16 * DWARPS, "decode: one 16-key slice of a stage per warp");
 
 #ifdef FLASH_EXPECT_PREFILL_SMEM
@@ -1059,40 +1084,50 @@ extern "C" __global__ void __launch_bounds__(flash90::WS_THREADS, 1) flash_prefi
 }
 #endif // FLASH_SM90
 
-extern "C" __global__ void __launch_bounds__(DTHREADS, 2) flash_decode(longctx_attention_params p) {
+// Loads CPL consecutive floats of a partial output (read once: through L2,
+// ld.global.cg).
+__device__ __forceinline__ void load_cg(float (&x)[CPL], const float *p) {
+    if constexpr (CPL == 4) {
+        const float4 v = __ldcg(reinterpret_cast<const float4 *>(p));
+        x[0] = v.x, x[1 % CPL] = v.y, x[2 % CPL] = v.z, x[3 % CPL] = v.w;
+    } else if constexpr (CPL == 2) {
+        const float2 v = __ldcg(reinterpret_cast<const float2 *>(p));
+        x[0] = v.x, x[1 % CPL] = v.y;
+    } else {
+        x[0] = __ldcg(p);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(DTHREADS, FLASH_DECODE_MIN_BLOCKS) flash_decode(longctx_attention_params p) {
     extern __shared__ __align__(16) unsigned char flash_smem[];
     bits16 *sKV = reinterpret_cast<bits16 *>(flash_smem); // [DNBUF][K, V][DSTAGE][LDS]
     bits16 *sQ = reinterpret_cast<bits16 *>(flash_smem + (DEC_BUF_BYTES > DEC_RED_BYTES ? DEC_BUF_BYTES : DEC_RED_BYTES));
     int *sPos = reinterpret_cast<int *>(sQ + 16 * LDS); // [DNBUF][DSTAGE]
 
-    const int seq = blockIdx.z, kvh = blockIdx.y, tile = blockIdx.x;
+    const int seq = blockIdx.z, kvh = blockIdx.y, split = blockIdx.x, S = gridDim.x;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const longctx_kv_head kh = p.k[seq * p.num_kv_heads + kvh];
     const longctx_kv_head vh = p.v[seq * p.num_kv_heads + kvh];
-    const int t0 = tile * DTILE;
-    if (t0 >= kh.len) return; // past this head's keys (a graph sized for the cache's capacity)
-    const int nkeys = min(DTILE, kh.len - t0);
+    // This split's keys: an equal share of this head's own length in whole
+    // stages, so that heads compacted to different lengths and a graph
+    // captured for the cache's capacity still divide their real keys evenly.
+    const int units = (kh.len + DSTAGE - 1) / DSTAGE;
+    const int t0 = (int)((long long)units * split / S) * DSTAGE;
+    const int nkeys = min((int)((long long)units * (split + 1) / S) * DSTAGE, kh.len) - t0;
     const int qpos = p.q_pos[seq];
     const int window = p.sliding_window;
-    const int T = (p.max_kv_len + DTILE - 1) / DTILE;
     const long long R = (long long)p.num_seqs * p.num_heads;
     const long long row0 = (long long)seq * p.num_heads + (long long)kvh * G; // first query head's row
-    float *partial = static_cast<float *>(p.workspace);
-    float2 *stats = reinterpret_cast<float2 *>(static_cast<unsigned char *>(p.workspace) + align16(R * T * D * 4));
-
-    const int *kpos = kh.pos + t0;
-    // A tile no query sees (a window behind it, or keys ahead of it):
-    // statistics only, which the combine skips.
-    if (kpos[0] > qpos || (window > 0 && (long long)qpos - kpos[nkeys - 1] >= window)) {
-        if (tid < G) stats[(row0 + tid) * T + tile] = make_float2(neg_inf(), 0.f);
-        return;
-    }
+    float *partial = reinterpret_cast<float *>(static_cast<unsigned char *>(p.workspace) + DEC_PARTIAL_OFFSET);
+    float2 *stats = reinterpret_cast<float2 *>(static_cast<unsigned char *>(p.workspace) + DEC_PARTIAL_OFFSET + align16(R * S * D * 4));
+    const float sl2 = p.scale * LOG2E;
 
     const bits16 *ksrc = static_cast<const bits16 *>(kh.data) + (long long)t0 * kh.row_stride;
     const bits16 *vsrc = static_cast<const bits16 *>(vh.data) + (long long)t0 * vh.row_stride;
+    const int *kpos = kh.pos + t0;
     const bool vk = aligned(ksrc, 16) && kh.row_stride % 8 == 0;
     const bool vv = aligned(vsrc, 16) && vh.row_stride % 8 == 0;
-    const int nstages = (nkeys + DSTAGE - 1) / DSTAGE;
+    const int nstages = nkeys > 0 ? (nkeys + DSTAGE - 1) / DSTAGE : 0;
 
     auto issue = [&](int st) {
         if (st < nstages) {
@@ -1104,138 +1139,150 @@ extern "C" __global__ void __launch_bounds__(DTHREADS, 2) flash_decode(longctx_a
         }
         copy_commit();
     };
+    // The first stages go out before anything else is known: the DRAM
+    // latency of the copies then hides that of the positions and Q below.
 #pragma unroll
     for (int st = 0; st < DNBUF - 1; st++) issue(st);
-    // Query rows (after the first stages' copies are on their way): the G
-    // heads of this KV head, rows past G zero.
-    const bits16 *qsrc = static_cast<const bits16 *>(p.q) + (long long)seq * p.q_row_stride + (long long)kvh * G * D;
-    for (int idx = tid; idx < 16 * D; idx += DTHREADS) {
-        const int r = idx / D, c = idx % D;
-        sQ[r * LDS + c] = r < G ? qsrc[r * D + c] : (bits16)0;
-    }
 
-    __syncthreads(); // Q
-
-    unsigned qa[KT][4];
-#pragma unroll
-    for (int kt = 0; kt < KT; kt++) ldsm_x4(qa[kt], sptr_add(frag_a(sQ, lane), kt * 16));
-
-    float o[OT][4];
-#pragma unroll
-    for (int t = 0; t < OT; t++) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.f;
-    float m[2] = {neg_inf(), neg_inf()}, l[2] = {0.f, 0.f};
-    const float sl2 = p.scale * LOG2E;
-
-    // Stage st + DNBUF - 1 goes into stage st - 1's buffer as soon as every
-    // warp is done with it, before waiting for stage st: DNBUF stages are
-    // then in flight while a block waits.
-    for (int st = 0; st < nstages; st++) {
-        if (st > 0) __syncthreads(); // every warp is done with stage st - 1's buffer
-        issue(st + DNBUF - 1);
-        copy_wait<DNBUF - 1>();
-        __syncthreads(); // stage st landed
-        const int kb = st * DSTAGE + warp * 16; // this warp's first key in the tile
-        if (kb >= nkeys) continue;
-        const bits16 *bK = sKV + (st % DNBUF) * 2 * DSTAGE_ELEMS + warp * 16 * LDS;
-        const sptr kfrag = frag_bk(bK, lane), vfrag = frag_bv(bK + DSTAGE_ELEMS, lane);
-        const int *bPos = sPos + (st % DNBUF) * DSTAGE + warp * 16;
-
-        float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-#pragma unroll
-        for (int kt = 0; kt < KT; kt++) {
-            unsigned b[4];
-            ldsm_x4(b, sptr_add(kfrag, kt * 16));
-            mma(s[0], qa[kt], b[0], b[1]);
-            mma(s[1], qa[kt], b[2], b[3]);
+    // A split no query sees (no keys, a window behind it, or keys ahead of
+    // it) contributes max -inf, which the combine skips.
+    const bool seen = nkeys > 0 && kpos[0] <= qpos && !(window > 0 && (long long)qpos - kpos[nkeys - 1] >= window);
+    if (seen) {
+        // Query rows: the G heads of this KV head, rows past G zero.
+        const bits16 *qsrc = static_cast<const bits16 *>(p.q) + (long long)seq * p.q_row_stride + (long long)kvh * G * D;
+        for (int idx = tid; idx < 16 * D; idx += DTHREADS) {
+            const int r = idx / D, c = idx % D;
+            sQ[r * LDS + c] = r < G ? qsrc[r * D + c] : (bits16)0;
         }
+        __syncthreads(); // Q
+
+        unsigned qa[KT][4];
 #pragma unroll
-        for (int t = 0; t < 2; t++)
+        for (int kt = 0; kt < KT; kt++) ldsm_x4(qa[kt], sptr_add(frag_a(sQ, lane), kt * 16));
+
+        float o[OT][4];
 #pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int j = t * 8 + 2 * (lane % 4) + e;
-                if (kb + j >= nkeys || !visible(qpos, bPos[j], window)) s[t][e] = s[t][2 + e] = neg_inf();
+        for (int t = 0; t < OT; t++) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.f;
+        float m[2] = {neg_inf(), neg_inf()}, l[2] = {0.f, 0.f};
+
+        // Stage st + DNBUF - 1 goes into stage st - 1's buffer as soon as
+        // every warp is done with it, before waiting for stage st: DNBUF
+        // stages are then in flight while a block waits.
+        for (int st = 0; st < nstages; st++) {
+            if (st > 0) __syncthreads(); // every warp is done with stage st - 1's buffer
+            issue(st + DNBUF - 1);
+            copy_wait<DNBUF - 1>();
+            __syncthreads(); // stage st landed
+            const int kb = st * DSTAGE + warp * 16; // this warp's first key in the split
+            if (kb >= nkeys) continue;
+            const bits16 *bK = sKV + (st % DNBUF) * 2 * DSTAGE_ELEMS + warp * 16 * LDS;
+            const sptr kfrag = frag_bk(bK, lane), vfrag = frag_bv(bK + DSTAGE_ELEMS, lane);
+            const int *bPos = sPos + (st % DNBUF) * DSTAGE + warp * 16;
+
+            float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+            for (int kt = 0; kt < KT; kt++) {
+                unsigned b[4];
+                ldsm_x4(b, sptr_add(kfrag, kt * 16));
+                mma(s[0], qa[kt], b[0], b[1]);
+                mma(s[1], qa[kt], b[2], b[3]);
             }
-#pragma unroll
-        for (int hf = 0; hf < 2; hf++) {
-            float base;
-            const float mx = fmaxf(fmaxf(s[0][hf * 2], s[0][hf * 2 + 1]), fmaxf(s[1][hf * 2], s[1][hf * 2 + 1]));
-            const float corr = softmax_rescale(m[hf], mx, sl2, base);
-            float sum = 0.f;
 #pragma unroll
             for (int t = 0; t < 2; t++)
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
-                    const float x = fast_exp2(fmaf(s[t][hf * 2 + e], sl2, -base));
-                    s[t][hf * 2 + e] = x;
-                    sum += x;
+                    const int j = t * 8 + 2 * (lane % 4) + e;
+                    if (kb + j >= nkeys || !visible(qpos, bPos[j], window)) s[t][e] = s[t][2 + e] = neg_inf();
                 }
-            l[hf] = l[hf] * corr + sum;
 #pragma unroll
-            for (int t = 0; t < OT; t++) o[t][hf * 2] *= corr, o[t][hf * 2 + 1] *= corr;
-        }
-        const unsigned pa[4] = {pack_bf16(s[0][0], s[0][1]), pack_bf16(s[0][2], s[0][3]), pack_bf16(s[1][0], s[1][1]),
-                                pack_bf16(s[1][2], s[1][3])};
+            for (int hf = 0; hf < 2; hf++) {
+                float base;
+                const float mx = fmaxf(fmaxf(s[0][hf * 2], s[0][hf * 2 + 1]), fmaxf(s[1][hf * 2], s[1][hf * 2 + 1]));
+                const float corr = softmax_rescale(m[hf], mx, sl2, base);
+                float sum = 0.f;
 #pragma unroll
-        for (int dp = 0; dp < OT / 2; dp++) {
-            unsigned b[4];
-            ldsm_x4_trans(b, sptr_add(vfrag, dp * 16));
-            mma(o[2 * dp], pa, b[0], b[1]);
-            mma(o[2 * dp + 1], pa, b[2], b[3]);
-        }
-    }
-    copy_wait<0>();
-    __syncthreads(); // the stage buffers become the warps' reduction tiles
-
-    // Per warp, 16 rows of D + 2 floats: the output, then max and sum.
-    float *red = reinterpret_cast<float *>(flash_smem);
+                for (int t = 0; t < 2; t++)
 #pragma unroll
-    for (int hf = 0; hf < 2; hf++) {
-        const int r = lane / 4 + hf * 8;
-        float *w = red + (warp * 16 + r) * (D + 2);
+                    for (int e = 0; e < 2; e++) {
+                        const float x = fast_exp2(fmaf(s[t][hf * 2 + e], sl2, -base));
+                        s[t][hf * 2 + e] = x;
+                        sum += x;
+                    }
+                l[hf] = l[hf] * corr + sum;
 #pragma unroll
-        for (int t = 0; t < OT; t++) w[t * 8 + 2 * (lane % 4)] = o[t][hf * 2], w[t * 8 + 2 * (lane % 4) + 1] = o[t][hf * 2 + 1];
-        const float sum = quad_sum(l[hf]);
-        if (lane % 4 == 0) w[D] = m[hf], w[D + 1] = sum;
-    }
-    __syncthreads();
-    for (int idx = tid; idx < G * D; idx += DTHREADS) {
-        const int r = idx / D, c = idx % D;
-        float M = neg_inf();
-        for (int w = 0; w < DWARPS; w++) M = fmaxf(M, red[(w * 16 + r) * (D + 2) + D]);
-        float acc = 0.f, L = 0.f;
-        if (M != neg_inf()) {
-            for (int w = 0; w < DWARPS; w++) {
-                const float *x = red + (w * 16 + r) * (D + 2);
-                if (x[D] == neg_inf()) continue;
-                const float f = fast_exp2((x[D] - M) * sl2);
-                acc += f * x[c];
-                L += f * x[D + 1];
+                for (int t = 0; t < OT; t++) o[t][hf * 2] *= corr, o[t][hf * 2 + 1] *= corr;
+            }
+            const unsigned pa[4] = {pack_bf16(s[0][0], s[0][1]), pack_bf16(s[0][2], s[0][3]), pack_bf16(s[1][0], s[1][1]),
+                                    pack_bf16(s[1][2], s[1][3])};
+#pragma unroll
+            for (int dp = 0; dp < OT / 2; dp++) {
+                unsigned b[4];
+                ldsm_x4_trans(b, sptr_add(vfrag, dp * 16));
+                mma(o[2 * dp], pa, b[0], b[1]);
+                mma(o[2 * dp + 1], pa, b[2], b[3]);
             }
         }
-        partial[((row0 + r) * T + tile) * D + c] = acc;
-        if (c == 0) stats[(row0 + r) * T + tile] = make_float2(M, L);
+        copy_wait<0>();
+        __syncthreads(); // the stage buffers become the warps' reduction tiles
+
+        // Per warp, 16 rows of D + 2 floats: the output, then max and sum.
+        float *red = reinterpret_cast<float *>(flash_smem);
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            const int r = lane / 4 + hf * 8;
+            float *w = red + (warp * 16 + r) * (D + 2);
+#pragma unroll
+            for (int t = 0; t < OT; t++) w[t * 8 + 2 * (lane % 4)] = o[t][hf * 2], w[t * 8 + 2 * (lane % 4) + 1] = o[t][hf * 2 + 1];
+            const float sum = quad_sum(l[hf]);
+            if (lane % 4 == 0) w[D] = m[hf], w[D + 1] = sum;
+        }
+        __syncthreads();
+        for (int idx = tid; idx < G * D; idx += DTHREADS) {
+            const int r = idx / D, c = idx % D;
+            float M = neg_inf();
+            for (int w = 0; w < DWARPS; w++) M = fmaxf(M, red[(w * 16 + r) * (D + 2) + D]);
+            float acc = 0.f, L = 0.f;
+            if (M != neg_inf()) {
+                for (int w = 0; w < DWARPS; w++) {
+                    const float *x = red + (w * 16 + r) * (D + 2);
+                    if (x[D] == neg_inf()) continue;
+                    const float f = fast_exp2((x[D] - M) * sl2);
+                    acc += f * x[c];
+                    L += f * x[D + 1];
+                }
+            }
+            partial[((row0 + r) * S + split) * D + c] = acc;
+            if (c == 0) stats[(row0 + r) * S + split] = make_float2(M, L);
+        }
+    } else {
+        copy_wait<0>(); // the speculative copies land before the block leaves
+        if (tid < G) stats[(row0 + tid) * S + split] = make_float2(neg_inf(), 0.f);
     }
+
+    // flash_decode_combine merges the splits; it learns their number here.
+    if (split == 0 && kvh == 0 && seq == 0 && tid == 0) *static_cast<unsigned *>(p.workspace) = S;
 }
 
+// One block per score row (a query head of a sequence): merges the row's S
+// splits. Warp w takes splits w, w + CWARPS, ...: each lane reads one
+// split's statistics, then the warp walks its splits with the weights
+// passed by shuffles and every lane adding CPL columns, so that many loads
+// are in flight and none waits for another; the warps' sums are added at
+// the end.
 extern "C" __global__ void __launch_bounds__(COMBINE_THREADS) flash_decode_combine(longctx_attention_params p) {
-    // Up to max_kv_len / DTILE tiles per row. Warp w takes tiles w, w +
-    // CWARPS, ...: each lane reads one tile's statistics, then the warp
-    // walks its tiles with the weights passed by shuffles and every lane
-    // adding CPL columns, so that many loads are in flight and none waits
-    // for another; the warps' sums are added at the end.
     __shared__ float red[CWARPS][D];
     __shared__ float redm[CWARPS], redl[CWARPS];
     const int row = blockIdx.x; // seq * num_heads + head
     const int seq = row / p.num_heads, head = row % p.num_heads;
-    const int kvh = head / (p.num_heads / p.num_kv_heads);
-    const int len = p.k[seq * p.num_kv_heads + kvh].len;
-    const int T = (p.max_kv_len + DTILE - 1) / DTILE, tiles = (len + DTILE - 1) / DTILE;
+    // No split ran when no head holds a key (max_kv_len 0: an empty grid),
+    // and the header is unwritten then; never more than the workspace holds.
+    const int S = p.max_kv_len > 0 ? min((int)*static_cast<const unsigned *>(p.workspace), (p.max_kv_len + DTILE - 1) / DTILE) : 0;
     const long long R = (long long)p.num_seqs * p.num_heads;
-    const float *partial = static_cast<const float *>(p.workspace) + (long long)row * T * D;
-    const float2 *stats = reinterpret_cast<const float2 *>(static_cast<const unsigned char *>(p.workspace) + align16(R * T * D * 4)) + (long long)row * T;
+    const float *partial = reinterpret_cast<const float *>(static_cast<const unsigned char *>(p.workspace) + DEC_PARTIAL_OFFSET) + (long long)row * S * D;
+    const float2 *stats = reinterpret_cast<const float2 *>(static_cast<const unsigned char *>(p.workspace) + DEC_PARTIAL_OFFSET + align16(R * S * D * 4)) + (long long)row * S;
     const float sl2 = p.scale * LOG2E;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    const int mine = tiles > warp ? (tiles - warp + CWARPS - 1) / CWARPS : 0; // this warp's tiles
+    const int mine = S > warp ? (S - warp + CWARPS - 1) / CWARPS : 0; // this warp's splits
 
     float M = neg_inf();
     for (int i = lane; i < mine; i += 32) M = fmaxf(M, stats[warp + i * CWARPS].x);
@@ -1250,7 +1297,7 @@ extern "C" __global__ void __launch_bounds__(COMBINE_THREADS) flash_decode_combi
     for (int c = 0; c < CPL; c++) acc[c] = 0.f;
     const int col = lane * CPL;
     for (int i0 = 0; i0 < mine; i0 += 32) {
-        // A tile no key of which the query sees has max -inf, weight 0 and
+        // A split no key of which the query sees has max -inf, weight 0 and
         // an unwritten output, which must not be read as a number.
         float wt = 0.f;
         if (i0 + lane < mine) {
@@ -1264,14 +1311,9 @@ extern "C" __global__ void __launch_bounds__(COMBINE_THREADS) flash_decode_combi
 #pragma unroll 8
         for (int j = 0; j < n; j++) {
             const float f = __shfl_sync(0xffffffffu, wt, j);
-            const float *x = partial + (long long)(warp + (i0 + j) * CWARPS) * D + col;
-            if (CPL == 4) { // 16-byte aligned: the workspace is, and D is a multiple of 4
-                const float4 v = *reinterpret_cast<const float4 *>(x);
-                acc[0] += f != 0.f ? f * v.x : 0.f;
-                acc[1 % CPL] += f != 0.f ? f * v.y : 0.f;
-                acc[2 % CPL] += f != 0.f ? f * v.z : 0.f;
-                acc[3 % CPL] += f != 0.f ? f * v.w : 0.f;
-            } else if (col < D) {
+            if (col < D) {
+                float x[CPL];
+                load_cg(x, partial + (long long)(warp + (i0 + j) * CWARPS) * D + col);
 #pragma unroll
                 for (int c = 0; c < CPL; c++) acc[c] += f != 0.f ? f * x[c] : 0.f;
             }

@@ -25,33 +25,34 @@ const Version = "0.3.0"
 //go:embed flash.cu
 var cudaSource string
 
-// Launch geometry of flash.cu. The kernels static_assert that these equal
-// their own constants (FLASH_EXPECT_*), so the two cannot drift apart.
-const (
-	// A flash_decode block owns geometry.decodeTile keys of one KV head and
-	// streams them through decodeBuffers shared-memory stages of
-	// decodeStage keys.
-	decodeStage   = 64
-	decodeBuffers = 3
-	decodeThreads = 128
-	maxGroup      = 16 // query heads per KV head: rows of one tensor-core tile
-)
+// maxGroup is the most query heads per KV head the decode kernel takes:
+// rows of one tensor-core tile.
+const maxGroup = 16
+
+// Launch geometry of flash.cu. The kernels static_assert that Go's
+// figures equal their own constants (FLASH_EXPECT_*), so the two cannot
+// drift apart.
 
 // prefillSharedMem is flash_prefill's dynamic shared memory: Q, K and V
 // tiles of rows padded to d+8 bf16.
 func (g geometry) prefillSharedMem(d int) int { return (g.prefillRows + 2*g.prefillBN) * (d + 8) * 2 }
 
+// decodeThreads is flash_decode's block; each warp takes 16 keys of a
+// stage.
+func (g geometry) decodeThreads() int { return 32 * g.decodeWarps }
+
 // decodeSharedMem is flash_decode's: the K and V stage buffers (overlaid
 // at the end by the warps' reduction tiles, 16 rows of d+2 floats each),
 // a 16-row Q tile and the stages' key positions.
-func decodeSharedMem(d int) int {
-	buf := decodeBuffers * 2 * decodeStage * (d + 8) * 2
-	red := decodeThreads / 32 * 16 * (d + 2) * 4
-	return max(buf, red) + 16*(d+8)*2 + decodeBuffers*decodeStage*4
+func (g geometry) decodeSharedMem(d int) int {
+	stage := 16 * g.decodeWarps
+	buf := g.decodeBuffers * 2 * stage * (d + 8) * 2
+	red := g.decodeWarps * 16 * (d + 2) * 4
+	return max(buf, red) + 16*(d+8)*2 + g.decodeBuffers*stage*4
 }
 
 // combineThreads is flash_decode_combine's block: 16 warps that share out
-// a score row's tiles.
+// a query head's splits.
 const combineThreads = 512
 
 // sm90DefaultBN is flash_prefill_sm90ws's key step: with 128 keys the
@@ -87,12 +88,16 @@ type geometry struct {
 	prefillRows  int // query rows per prefill block, 16 or 32 per warp
 	prefillWarps int // share a prefill block's query rows
 	prefillBN    int // keys per step of a prefill block: 32 or 64
-	decodeTile   int // keys per flash_decode block, a multiple of decodeStage
+	decodeTile   int // fewest keys a flash_decode split gets, a multiple of its stage (16 keys a warp)
+	decodeWarps  int // warps of a flash_decode block
+	// decodeBuffers are flash_decode's shared-memory stages, and
+	// decodeMinBlocks the blocks per SM its registers are budgeted for.
+	decodeBuffers, decodeMinBlocks int
 	// Experiments: extra --define-macro options for flash.cu.
 	defines []string
 }
 
-var defaultGeometry = geometry{prefillRows: 128, prefillWarps: 4, prefillBN: 64, decodeTile: 256}
+var defaultGeometry = geometry{prefillRows: 128, prefillWarps: 4, prefillBN: 64, decodeTile: 256, decodeWarps: 8, decodeBuffers: 2, decodeMinBlocks: 1}
 
 // Kernels returns the CUDA kernels for model shape m on dev: the
 // attention.prefill role (flash_prefill_sm90ws or flash_prefill, as prefill
@@ -143,7 +148,7 @@ func kernels(m sdk.ModelShape, dtype string, geo geometry) ([]sdk.Kernel, error)
 		fmt.Sprintf("--define-macro=FLASH_HEAD_DIM=%d", d),
 		fmt.Sprintf("--define-macro=FLASH_GROUP=%d", group),
 		fmt.Sprintf("--define-macro=FLASH_EXPECT_PREFILL_SMEM=%d", geo.prefillSharedMem(d)),
-		fmt.Sprintf("--define-macro=FLASH_EXPECT_DECODE_SMEM=%d", decodeSharedMem(d)),
+		fmt.Sprintf("--define-macro=FLASH_EXPECT_DECODE_SMEM=%d", geo.decodeSharedMem(d)),
 		fmt.Sprintf("--define-macro=FLASH_PREFILL_ROWS=%d", geo.prefillRows),
 		fmt.Sprintf("--define-macro=FLASH_EXPECT_TILE_Q=%d", geo.prefillRows),
 		fmt.Sprintf("--define-macro=FLASH_DECODE_TILE=%d", geo.decodeTile),
@@ -151,8 +156,11 @@ func kernels(m sdk.ModelShape, dtype string, geo geometry) ([]sdk.Kernel, error)
 		fmt.Sprintf("--define-macro=FLASH_PREFILL_WARPS=%d", geo.prefillWarps),
 		fmt.Sprintf("--define-macro=FLASH_PREFILL_BN=%d", geo.prefillBN),
 		fmt.Sprintf("--define-macro=FLASH_EXPECT_THREADS=%d", 32*geo.prefillWarps),
-		fmt.Sprintf("--define-macro=FLASH_EXPECT_DECODE_THREADS=%d", decodeThreads),
+		fmt.Sprintf("--define-macro=FLASH_EXPECT_DECODE_THREADS=%d", geo.decodeThreads()),
 		fmt.Sprintf("--define-macro=FLASH_EXPECT_COMBINE_THREADS=%d", combineThreads),
+		fmt.Sprintf("--define-macro=FLASH_DECODE_WARPS=%d", geo.decodeWarps),
+		fmt.Sprintf("--define-macro=FLASH_DECODE_BUFFERS=%d", geo.decodeBuffers),
+		fmt.Sprintf("--define-macro=FLASH_DECODE_MIN_BLOCKS=%d", geo.decodeMinBlocks),
 	}
 	prefill := sdk.Launch{Grid: sdk.GridQTilesHeadsSeqs, BlockX: 32 * geo.prefillWarps, TileQ: geo.prefillRows, SharedMemBytes: geo.prefillSharedMem(d)}
 	prefillEntry := "flash_prefill"
@@ -168,23 +176,25 @@ func kernels(m sdk.ModelShape, dtype string, geo geometry) ([]sdk.Kernel, error)
 	}
 	kernel := func(role, entry string, l sdk.Launch) sdk.Kernel {
 		l.BlockY, l.BlockZ = 1, 1
-		return sdk.Kernel{Role: role, ABIVersion: 2, CUDASource: cudaSource, Entry: entry, Launch: l, CompileOptions: opts}
+		return sdk.Kernel{Role: role, ABIVersion: 3, CUDASource: cudaSource, Entry: entry, Launch: l, CompileOptions: opts}
 	}
+	// Decode splits each KV head into as many shares as fill the GPU once
+	// (at least geo.decodeTile keys each); per score row and split the
+	// workspace holds the partial output (d floats) and its softmax
+	// statistics (2 floats). The splits are at most ceil(kv/tile) ≤
+	// kv/tile + 1, which a per-score term rounded up and a per-row term
+	// cover; a 256-byte header (the number of splits) and 16 bytes of
+	// alignment between the regions are the fixed part.
+	perSplit := int64(4*d + 8)
 	ks := []sdk.Kernel{
 		kernel(sdk.RoleAttentionPrefill, prefillEntry, prefill),
-		kernel(sdk.RoleAttentionDecode, "flash_decode", sdk.Launch{Grid: sdk.GridKVTilesKVHeadsSeqs, BlockX: decodeThreads, TileKV: geo.decodeTile, SharedMemBytes: decodeSharedMem(d)}),
+		kernel(sdk.RoleAttentionDecode, "flash_decode", sdk.Launch{Grid: sdk.GridKVSplitsKVHeadsSeqs, BlockX: geo.decodeThreads(), TileKV: geo.decodeTile, SharedMemBytes: geo.decodeSharedMem(d)}),
 		kernel(sdk.RoleAttentionDecode, "flash_decode_combine", sdk.Launch{Grid: sdk.GridRows, BlockX: combineThreads, TileQ: 1}),
 	}
-	// Decode keeps, per score row (a query head of a sequence) and KV tile
-	// of geo.decodeTile keys, the tile's partial output (d floats) and its
-	// softmax statistics (2 floats). ceil(kv/tile) tiles are at most
-	// kv/tile + 1: a per-score term rounded up and a per-row term cover
-	// them, and 64 bytes the alignment between the two regions.
-	perTile := int64(4*d + 8)
 	for i := 1; i < len(ks); i++ {
-		ks[i].WorkspaceBytes = 64
-		ks[i].WorkspaceBytesPerRow = perTile
-		ks[i].WorkspaceBytesPerScore = (perTile + int64(geo.decodeTile) - 1) / int64(geo.decodeTile)
+		ks[i].WorkspaceBytes = 256 + 16
+		ks[i].WorkspaceBytesPerRow = perSplit
+		ks[i].WorkspaceBytesPerScore = (perSplit + int64(geo.decodeTile) - 1) / int64(geo.decodeTile)
 	}
 	return ks, nil
 }

@@ -76,18 +76,38 @@ func geometryRoles(geo geometry) func(tb testing.TB, env *gputest.Env, c attngpu
 // otherGeometries are the builds the geometry benchmarks compare with the
 // default one (and TestGPUFlashGeometry checks, for the code paths they
 // take: 16 query rows per warp, 64-row blocks, 32-key prefill steps,
-// several decode stages per block, the wgmma prefill with 128-key steps).
-// Each lost to the default on an H100 (bench/RESULTS.md).
+// longer minimum decode splits, the wgmma prefill with 128-key steps,
+// decode blocks of 4 warps and of 3 or 4 stages). Each lost to the
+// default on an H100 (bench/RESULTS.md).
 var otherGeometries = []geometry{
-	{sm90BN: 128, prefillRows: 128, prefillWarps: 4, prefillBN: 64, decodeTile: 256},
-	{prefillRows: 128, prefillWarps: 8, prefillBN: 32, decodeTile: 1024, defines: []string{"FLASH_PREFILL_RESCALE_ALWAYS"}},
-	{prefillRows: 64, prefillWarps: 4, prefillBN: 64, decodeTile: 512, defines: []string{"FLASH_PREFILL_MIN_BLOCKS=3"}},
+	modified(func(g *geometry) { g.sm90BN = 128 }),
+	modified(func(g *geometry) {
+		g.prefillWarps, g.prefillBN, g.decodeTile = 8, 32, 1024
+		g.defines = []string{"FLASH_PREFILL_RESCALE_ALWAYS"}
+	}),
+	modified(func(g *geometry) {
+		g.prefillRows, g.decodeTile = 64, 512
+		g.defines = []string{"FLASH_PREFILL_MIN_BLOCKS=3"}
+	}),
+	modified(func(g *geometry) { g.decodeWarps, g.decodeBuffers, g.decodeMinBlocks = 8, 3, 1 }),
+	modified(func(g *geometry) { g.decodeWarps, g.decodeBuffers, g.decodeMinBlocks = 4, 3, 2 }),
+	modified(func(g *geometry) { g.decodeWarps, g.decodeBuffers, g.decodeMinBlocks = 4, 4, 1 }),
+}
+
+// modified is the default geometry changed by change.
+func modified(change func(*geometry)) geometry {
+	g := defaultGeometry
+	change(&g)
+	return g
 }
 
 func (g geometry) String() string {
 	s := fmt.Sprintf("rows%d_warps%d_bn%d_tile%d", g.prefillRows, g.prefillWarps, g.prefillBN, g.decodeTile)
 	if g.sm90BN > 0 {
 		s = fmt.Sprintf("wgmma_ws_bn%d_tile%d", g.sm90BN, g.decodeTile)
+	}
+	if g.decodeWarps != defaultGeometry.decodeWarps || g.decodeBuffers != defaultGeometry.decodeBuffers {
+		s += fmt.Sprintf("_decode%dw%db", g.decodeWarps, g.decodeBuffers)
 	}
 	for _, d := range g.defines {
 		s += "_" + d
@@ -122,7 +142,14 @@ func BenchmarkGPUFlashPrefillGeometry(b *testing.B) {
 }
 
 func BenchmarkGPUFlashDecodeGeometry(b *testing.B) {
-	for _, geo := range append([]geometry{defaultGeometry}, otherGeometries...) {
+	geos := []geometry{defaultGeometry}
+	for _, g := range otherGeometries {
+		// Only builds whose decode kernel differs from the default's.
+		if g.decodeTile != defaultGeometry.decodeTile || g.decodeWarps != defaultGeometry.decodeWarps || g.decodeBuffers != defaultGeometry.decodeBuffers {
+			geos = append(geos, g)
+		}
+	}
+	for _, geo := range geos {
 		b.Run(geo.String(), func(b *testing.B) {
 			attngpu.Suite{Roles: geometryRoles(geo)}.BenchDecode(b)
 		})

@@ -159,6 +159,14 @@ const (
 	// grid = (ceil(num_seqs * num_heads * num_q / tile_q), 1, 1): tile_q
 	// score-matrix rows per block (ABI version 2)
 	GridRule_GRID_RULE_ROWS GridRule = 4
+	// grid = (splits, num_kv_heads, num_seqs), splits = max(1,
+	// min(ceil(max_kv_len / tile_kv), floor(resident / (num_kv_heads *
+	// num_seqs)))) and 0 when max_kv_len is 0; resident is how many blocks
+	// of the kernel the device holds at once (multiprocessors times the
+	// kernel's occupancy). Split-KV decode that fills the GPU once whatever
+	// the batch; the kernel reads the split count from gridDim.x (ABI
+	// version 3, kernels/abi/launch.h)
+	GridRule_GRID_RULE_KV_SPLITS_KV_HEADS_SEQS GridRule = 5
 )
 
 // Enum value maps for GridRule.
@@ -169,13 +177,15 @@ var (
 		2: "GRID_RULE_HEADS_SEQS",
 		3: "GRID_RULE_KV_TILES_KV_HEADS_SEQS",
 		4: "GRID_RULE_ROWS",
+		5: "GRID_RULE_KV_SPLITS_KV_HEADS_SEQS",
 	}
 	GridRule_value = map[string]int32{
-		"GRID_RULE_UNSPECIFIED":            0,
-		"GRID_RULE_Q_TILES_HEADS_SEQS":     1,
-		"GRID_RULE_HEADS_SEQS":             2,
-		"GRID_RULE_KV_TILES_KV_HEADS_SEQS": 3,
-		"GRID_RULE_ROWS":                   4,
+		"GRID_RULE_UNSPECIFIED":             0,
+		"GRID_RULE_Q_TILES_HEADS_SEQS":      1,
+		"GRID_RULE_HEADS_SEQS":              2,
+		"GRID_RULE_KV_TILES_KV_HEADS_SEQS":  3,
+		"GRID_RULE_ROWS":                    4,
+		"GRID_RULE_KV_SPLITS_KV_HEADS_SEQS": 5,
 	}
 )
 
@@ -1724,13 +1734,14 @@ const file_longctx_plugin_v1_plugin_proto_rawDesc = "" +
 	"\x11OPTION_TYPE_FLOAT\x10\x03\x12\x14\n" +
 	"\x10OPTION_TYPE_BOOL\x10\x04\x12\x14\n" +
 	"\x10OPTION_TYPE_ENUM\x10\x05\x12\x18\n" +
-	"\x14OPTION_TYPE_INT_LIST\x10\x06*\x9b\x01\n" +
+	"\x14OPTION_TYPE_INT_LIST\x10\x06*\xc2\x01\n" +
 	"\bGridRule\x12\x19\n" +
 	"\x15GRID_RULE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cGRID_RULE_Q_TILES_HEADS_SEQS\x10\x01\x12\x18\n" +
 	"\x14GRID_RULE_HEADS_SEQS\x10\x02\x12$\n" +
 	" GRID_RULE_KV_TILES_KV_HEADS_SEQS\x10\x03\x12\x12\n" +
-	"\x0eGRID_RULE_ROWS\x10\x042\xf8\x01\n" +
+	"\x0eGRID_RULE_ROWS\x10\x04\x12%\n" +
+	"!GRID_RULE_KV_SPLITS_KV_HEADS_SEQS\x10\x052\xf8\x01\n" +
 	"\tAttention\x12N\n" +
 	"\bDescribe\x12\".longctx.plugin.v1.DescribeRequest\x1a\x1e.longctx.plugin.v1.Description\x12L\n" +
 	"\aPrepare\x12!.longctx.plugin.v1.PrepareRequest\x1a\x1e.longctx.plugin.v1.Preparation\x12M\n" +

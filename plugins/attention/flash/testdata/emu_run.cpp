@@ -4,6 +4,7 @@
 // bf16 for P·V and the output to bf16). Built by emu_test.go with
 // FLASH_HEAD_DIM and FLASH_GROUP defined; exits non-zero on a mismatch.
 #include "emu_cuda.h"
+#include <algorithm>
 alignas(128) unsigned char flash_smem[1 << 20];
 #include "kernel_emu.cu"
 #include "emu_attention.h"
@@ -14,9 +15,12 @@ int main() {
     a.D = D;
     a.G = G;
     a.workspace = [](long long R, long long L) { // flash.go's decode workspace
-        const long long perTile = 4 * D + 8;
-        return 64 + perTile * R + (perTile + DTILE - 1) / DTILE * R * L;
+        const long long perSplit = 4 * D + 8;
+        return 256 + 16 + perSplit * R + (perSplit + DTILE - 1) / DTILE * R * L;
     };
+    // Blocks run in a scrambled order: no block may depend on another of
+    // its launch having run first.
+    emu_shuffle_blocks = true;
     emu_smem_base = flash_smem;
     a.launch = [](const longctx_attention_params &p, bool decode) {
         const unsigned S = p.num_seqs, H = p.num_heads, KVH = p.num_kv_heads;
@@ -27,8 +31,12 @@ int main() {
             emu_launch(flash_prefill, dim3{(unsigned)((p.num_q + BM - 1) / BM), H, S}, dim3{THREADS, 1, 1}, p);
 #endif
         } else {
-            emu_launch(flash_decode, dim3{(unsigned)((p.max_kv_len + DTILE - 1) / DTILE), KVH, S}, dim3{DTHREADS, 1, 1}, p);
-            emu_launch(flash_decode_combine, dim3{S * H * p.num_q, 1, 1}, dim3{COMBINE_THREADS, 1, 1}, p);
+            // The grid rule KV_SPLITS (engine/kernelrun.Grid) for a device
+            // that holds 24 of these blocks at once.
+            const long long resident = 24, tiles = (p.max_kv_len + DTILE - 1) / DTILE;
+            const unsigned splits = (unsigned)std::max(1LL, std::min(tiles, resident / (long long)(KVH * S)));
+            emu_launch(flash_decode, dim3{splits, KVH, S}, dim3{DTHREADS, 1, 1}, p);
+            emu_launch(flash_decode_combine, dim3{S * H * (unsigned)p.num_q, 1, 1}, dim3{COMBINE_THREADS, 1, 1}, p);
         }
     };
     a.eagerRounding = false;
@@ -46,6 +54,9 @@ int main() {
         {1, {{700, 650}}, true, 0, 300, 3, 5, true},
         {1, {{600, 400}, {257, 256}}, true, 100, 0, 0, 0, false},
         {1, {{1100, 1000}}, true, 300, 0, 0, 0, false},        // whole tiles behind the window
+        {1, {{3000, 2900}}, true, 0, 0, 0, 0, false},          // 12 splits of 4 stages
+        {1, {{0, 0}}, true, 0, 0, 0, 0, false},                // no keys at all: no split runs
+        {1, {{3000, 2500}}, true, 700, 0, 0, 0, false},        // 12 splits, most behind the window
     };
     return emu_attention_main(cases, a);
 }

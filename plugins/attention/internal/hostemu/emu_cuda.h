@@ -23,6 +23,7 @@
 
 #define __global__
 #define __device__
+#define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
@@ -337,11 +338,30 @@ inline void emu_wgmma(float (&d)[R], unsigned long long da, unsigned long long d
     if (a_regs) emu_this_block->warps[w]->wait();
 }
 
+// An L2-only load (ld.global.cg) is a load: there is no L1 here.
+template <class T> inline T __ldcg(const T *p) { return *p; }
+
+// emu_shuffle_blocks makes emu_launch run a grid's blocks in a fixed
+// pseudo-random order instead of x fastest, so that a kernel whose blocks
+// wrongly depend on one another's order fails.
+inline bool emu_shuffle_blocks = false;
+
 // emu_launch runs the grid one block at a time on blockDim threads that
 // are created once per launch.
 template <class P> void emu_launch(void (*kernel)(P), dim3 grid, dim3 block, P p) {
     gridDim = grid;
     blockDim = block;
+    std::vector<emu_uint3> order;
+    for (unsigned bz = 0; bz < grid.z; bz++)
+        for (unsigned by = 0; by < grid.y; by++)
+            for (unsigned bx = 0; bx < grid.x; bx++) order.push_back({bx, by, bz});
+    if (emu_shuffle_blocks) {
+        uint64_t x = 0x9e3779b97f4a7c15ull ^ order.size();
+        for (size_t i = order.size(); i > 1; i--) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            std::swap(order[i - 1], order[x % i]);
+        }
+    }
     const int n = block.x * block.y * block.z, nw = (n + 31) / 32;
     const auto warpSize = [&](int w) { return w + 1 < nw || n % 32 == 0 ? 32 : n % 32; };
     emu_barrier all(n), done(n);
@@ -354,25 +374,23 @@ template <class P> void emu_launch(void (*kernel)(P), dim3 grid, dim3 block, P p
         threads.emplace_back([&, t] {
             threadIdx = {t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
             emu_this_block = &b;
-            for (unsigned bz = 0; bz < grid.z; bz++)
-                for (unsigned by = 0; by < grid.y; by++)
-                    for (unsigned bx = 0; bx < grid.x; bx++) {
-                        blockIdx = {bx, by, bz};
-                        kernel(p);
-                        emu_copy_end();
-                        // A returned thread no longer counts for the block's
-                        // barriers; all rejoin for the next block.
-                        b.warps[t / 32]->drop();
-                        all.drop();
-                        done.wait();
-                        if (t == 0) {
-                            all.reset(n);
-                            for (auto &x : b.named) x.store(0);
-                            emu_deferred.at.clear();
-                            for (int w = 0; w < nw; w++) b.warps[w]->reset(warpSize(w));
-                        }
-                        done.wait();
-                    }
+            for (const emu_uint3 &bi : order) {
+                blockIdx = bi;
+                kernel(p);
+                emu_copy_end();
+                // A returned thread no longer counts for the block's
+                // barriers; all rejoin for the next block.
+                b.warps[t / 32]->drop();
+                all.drop();
+                done.wait();
+                if (t == 0) {
+                    all.reset(n);
+                    for (auto &x : b.named) x.store(0);
+                    emu_deferred.at.clear();
+                    for (int w = 0; w < nw; w++) b.warps[w]->reset(warpSize(w));
+                }
+                done.wait();
+            }
         });
     }
     for (auto &t : threads) t.join();
