@@ -99,12 +99,23 @@ type geometry struct {
 
 var defaultGeometry = geometry{prefillRows: 128, prefillWarps: 4, prefillBN: 64, decodeTile: 256, decodeWarps: 8, decodeBuffers: 2, decodeMinBlocks: 1}
 
+// largeSharedMemory are the targets whose blocks may use more than 160 KiB
+// of shared memory (A100, H100, B200): there flash_decode's 8 warps stage
+// 2 × 128 keys (141 KiB at d 128). The others (sm_86, sm_89, sm_120: 99
+// KiB a block) get smallSharedMemoryDecodeWarps, 2 × 64 keys (69 KiB).
+var largeSharedMemory = map[string]bool{"sm_80": true, "sm_90": true, "sm_90a": true, "sm_100": true, "sm_100a": true}
+
+const smallSharedMemoryDecodeWarps = 4
+
 // Kernels returns the CUDA kernels for model shape m on dev: the
 // attention.prefill role (flash_prefill_sm90ws or flash_prefill, as prefill
 // chooses: PrefillAuto, PrefillMMA or PrefillWGMMA) and the
 // attention.decode role (flash_decode, flash_decode_combine).
 func Kernels(m sdk.ModelShape, dev sdk.Device, prefill string) ([]sdk.Kernel, error) {
 	geo := defaultGeometry
+	if !largeSharedMemory[dev.Arch] {
+		geo.decodeWarps = smallSharedMemoryDecodeWarps
+	}
 	hopper := dev.Arch == "sm_90a"
 	wgmmaShape := m.HeadDim == 64 || m.HeadDim == 128
 	switch prefill {
