@@ -123,9 +123,9 @@ func TestKernelsPicksPrefill(t *testing.T) {
 // sm_80, 227 KiB on sm_90 and sm_100), at every head dim.
 func TestKernelsDecodeFitsSharedMemory(t *testing.T) {
 	for _, c := range []struct {
-		arch   string
-		limit  int
-		warps  int
+		arch  string
+		limit int
+		warps int
 	}{
 		{"sm_80", 163 << 10, 8},
 		{"sm_86", 99 << 10, 4},
