@@ -346,13 +346,16 @@ func (r *Role) Launch(s cuda.Stream, p Params) error {
 		return fmt.Errorf("plugin %s: %s for %+v: workspace of %d bytes at %#x, need %d", r.plugin, r.name, prob, wsBytes, uint64(ws), need)
 	}
 	// Every grid first, so that a bad one enqueues nothing.
-	grids := make([]cuda.Dim3, len(r.kernels))
+	// (Roles have a few kernels: the array keeps the launch path free of
+	// allocations.)
+	var gridBuf [4]cuda.Dim3
+	grids := gridBuf[:0]
 	for i, k := range r.kernels {
 		grid, err := Grid(k.Launch, prob, r.resident[i])
 		if err != nil {
 			return fmt.Errorf("plugin %s: %s kernel %s: %w", r.plugin, r.name, k.Entry, err)
 		}
-		grids[i] = grid
+		grids = append(grids, grid)
 	}
 	for i, k := range r.kernels {
 		grid := grids[i]

@@ -1106,6 +1106,8 @@ extern "C" __global__ void __launch_bounds__(DTHREADS, FLASH_DECODE_MIN_BLOCKS) 
 
     const int seq = blockIdx.z, kvh = blockIdx.y, split = blockIdx.x, S = gridDim.x;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    // flash_decode_combine merges the splits; it learns their number here.
+    if (split == 0 && kvh == 0 && seq == 0 && tid == 0) *static_cast<unsigned *>(p.workspace) = S;
     const longctx_kv_head kh = p.k[seq * p.num_kv_heads + kvh];
     const longctx_kv_head vh = p.v[seq * p.num_kv_heads + kvh];
     // This split's keys: an equal share of this head's own length in whole
@@ -1147,120 +1149,117 @@ extern "C" __global__ void __launch_bounds__(DTHREADS, FLASH_DECODE_MIN_BLOCKS) 
     // A split no query sees (no keys, a window behind it, or keys ahead of
     // it) contributes max -inf, which the combine skips.
     const bool seen = nkeys > 0 && kpos[0] <= qpos && !(window > 0 && (long long)qpos - kpos[nkeys - 1] >= window);
-    if (seen) {
-        // Query rows: the G heads of this KV head, rows past G zero.
-        const bits16 *qsrc = static_cast<const bits16 *>(p.q) + (long long)seq * p.q_row_stride + (long long)kvh * G * D;
-        for (int idx = tid; idx < 16 * D; idx += DTHREADS) {
-            const int r = idx / D, c = idx % D;
-            sQ[r * LDS + c] = r < G ? qsrc[r * D + c] : (bits16)0;
+    if (!seen) {
+        copy_wait<0>(); // the speculative copies land before the block leaves
+        if (tid < G) stats[(row0 + tid) * S + split] = make_float2(neg_inf(), 0.f);
+        return;
+    }
+    // Query rows: the G heads of this KV head, rows past G zero.
+    const bits16 *qsrc = static_cast<const bits16 *>(p.q) + (long long)seq * p.q_row_stride + (long long)kvh * G * D;
+    for (int idx = tid; idx < 16 * D; idx += DTHREADS) {
+        const int r = idx / D, c = idx % D;
+        sQ[r * LDS + c] = r < G ? qsrc[r * D + c] : (bits16)0;
+    }
+    __syncthreads(); // Q
+
+    unsigned qa[KT][4];
+#pragma unroll
+    for (int kt = 0; kt < KT; kt++) ldsm_x4(qa[kt], sptr_add(frag_a(sQ, lane), kt * 16));
+
+    float o[OT][4];
+#pragma unroll
+    for (int t = 0; t < OT; t++) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.f;
+    float m[2] = {neg_inf(), neg_inf()}, l[2] = {0.f, 0.f};
+
+    // Stage st + DNBUF - 1 goes into stage st - 1's buffer as soon as
+    // every warp is done with it, before waiting for stage st: DNBUF
+    // stages are then in flight while a block waits.
+    for (int st = 0; st < nstages; st++) {
+        if (st > 0) __syncthreads(); // every warp is done with stage st - 1's buffer
+        issue(st + DNBUF - 1);
+        copy_wait<DNBUF - 1>();
+        __syncthreads(); // stage st landed
+        const int kb = st * DSTAGE + warp * 16; // this warp's first key in the split
+        if (kb >= nkeys) continue;
+        const bits16 *bK = sKV + (st % DNBUF) * 2 * DSTAGE_ELEMS + warp * 16 * LDS;
+        const sptr kfrag = frag_bk(bK, lane), vfrag = frag_bv(bK + DSTAGE_ELEMS, lane);
+        const int *bPos = sPos + (st % DNBUF) * DSTAGE + warp * 16;
+
+        float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+        for (int kt = 0; kt < KT; kt++) {
+            unsigned b[4];
+            ldsm_x4(b, sptr_add(kfrag, kt * 16));
+            mma(s[0], qa[kt], b[0], b[1]);
+            mma(s[1], qa[kt], b[2], b[3]);
         }
-        __syncthreads(); // Q
-
-        unsigned qa[KT][4];
 #pragma unroll
-        for (int kt = 0; kt < KT; kt++) ldsm_x4(qa[kt], sptr_add(frag_a(sQ, lane), kt * 16));
-
-        float o[OT][4];
+        for (int t = 0; t < 2; t++)
 #pragma unroll
-        for (int t = 0; t < OT; t++) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.f;
-        float m[2] = {neg_inf(), neg_inf()}, l[2] = {0.f, 0.f};
-
-        // Stage st + DNBUF - 1 goes into stage st - 1's buffer as soon as
-        // every warp is done with it, before waiting for stage st: DNBUF
-        // stages are then in flight while a block waits.
-        for (int st = 0; st < nstages; st++) {
-            if (st > 0) __syncthreads(); // every warp is done with stage st - 1's buffer
-            issue(st + DNBUF - 1);
-            copy_wait<DNBUF - 1>();
-            __syncthreads(); // stage st landed
-            const int kb = st * DSTAGE + warp * 16; // this warp's first key in the split
-            if (kb >= nkeys) continue;
-            const bits16 *bK = sKV + (st % DNBUF) * 2 * DSTAGE_ELEMS + warp * 16 * LDS;
-            const sptr kfrag = frag_bk(bK, lane), vfrag = frag_bv(bK + DSTAGE_ELEMS, lane);
-            const int *bPos = sPos + (st % DNBUF) * DSTAGE + warp * 16;
-
-            float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-#pragma unroll
-            for (int kt = 0; kt < KT; kt++) {
-                unsigned b[4];
-                ldsm_x4(b, sptr_add(kfrag, kt * 16));
-                mma(s[0], qa[kt], b[0], b[1]);
-                mma(s[1], qa[kt], b[2], b[3]);
+            for (int e = 0; e < 2; e++) {
+                const int j = t * 8 + 2 * (lane % 4) + e;
+                if (kb + j >= nkeys || !visible(qpos, bPos[j], window)) s[t][e] = s[t][2 + e] = neg_inf();
             }
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            float base;
+            const float mx = fmaxf(fmaxf(s[0][hf * 2], s[0][hf * 2 + 1]), fmaxf(s[1][hf * 2], s[1][hf * 2 + 1]));
+            const float corr = softmax_rescale(m[hf], mx, sl2, base);
+            float sum = 0.f;
 #pragma unroll
             for (int t = 0; t < 2; t++)
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
-                    const int j = t * 8 + 2 * (lane % 4) + e;
-                    if (kb + j >= nkeys || !visible(qpos, bPos[j], window)) s[t][e] = s[t][2 + e] = neg_inf();
+                    const float x = fast_exp2(fmaf(s[t][hf * 2 + e], sl2, -base));
+                    s[t][hf * 2 + e] = x;
+                    sum += x;
                 }
+            l[hf] = l[hf] * corr + sum;
 #pragma unroll
-            for (int hf = 0; hf < 2; hf++) {
-                float base;
-                const float mx = fmaxf(fmaxf(s[0][hf * 2], s[0][hf * 2 + 1]), fmaxf(s[1][hf * 2], s[1][hf * 2 + 1]));
-                const float corr = softmax_rescale(m[hf], mx, sl2, base);
-                float sum = 0.f;
-#pragma unroll
-                for (int t = 0; t < 2; t++)
-#pragma unroll
-                    for (int e = 0; e < 2; e++) {
-                        const float x = fast_exp2(fmaf(s[t][hf * 2 + e], sl2, -base));
-                        s[t][hf * 2 + e] = x;
-                        sum += x;
-                    }
-                l[hf] = l[hf] * corr + sum;
-#pragma unroll
-                for (int t = 0; t < OT; t++) o[t][hf * 2] *= corr, o[t][hf * 2 + 1] *= corr;
-            }
-            const unsigned pa[4] = {pack_bf16(s[0][0], s[0][1]), pack_bf16(s[0][2], s[0][3]), pack_bf16(s[1][0], s[1][1]),
-                                    pack_bf16(s[1][2], s[1][3])};
-#pragma unroll
-            for (int dp = 0; dp < OT / 2; dp++) {
-                unsigned b[4];
-                ldsm_x4_trans(b, sptr_add(vfrag, dp * 16));
-                mma(o[2 * dp], pa, b[0], b[1]);
-                mma(o[2 * dp + 1], pa, b[2], b[3]);
-            }
+            for (int t = 0; t < OT; t++) o[t][hf * 2] *= corr, o[t][hf * 2 + 1] *= corr;
         }
-        copy_wait<0>();
-        __syncthreads(); // the stage buffers become the warps' reduction tiles
-
-        // Per warp, 16 rows of D + 2 floats: the output, then max and sum.
-        float *red = reinterpret_cast<float *>(flash_smem);
+        const unsigned pa[4] = {pack_bf16(s[0][0], s[0][1]), pack_bf16(s[0][2], s[0][3]), pack_bf16(s[1][0], s[1][1]),
+                                pack_bf16(s[1][2], s[1][3])};
 #pragma unroll
-        for (int hf = 0; hf < 2; hf++) {
-            const int r = lane / 4 + hf * 8;
-            float *w = red + (warp * 16 + r) * (D + 2);
-#pragma unroll
-            for (int t = 0; t < OT; t++) w[t * 8 + 2 * (lane % 4)] = o[t][hf * 2], w[t * 8 + 2 * (lane % 4) + 1] = o[t][hf * 2 + 1];
-            const float sum = quad_sum(l[hf]);
-            if (lane % 4 == 0) w[D] = m[hf], w[D + 1] = sum;
+        for (int dp = 0; dp < OT / 2; dp++) {
+            unsigned b[4];
+            ldsm_x4_trans(b, sptr_add(vfrag, dp * 16));
+            mma(o[2 * dp], pa, b[0], b[1]);
+            mma(o[2 * dp + 1], pa, b[2], b[3]);
         }
-        __syncthreads();
-        for (int idx = tid; idx < G * D; idx += DTHREADS) {
-            const int r = idx / D, c = idx % D;
-            float M = neg_inf();
-            for (int w = 0; w < DWARPS; w++) M = fmaxf(M, red[(w * 16 + r) * (D + 2) + D]);
-            float acc = 0.f, L = 0.f;
-            if (M != neg_inf()) {
-                for (int w = 0; w < DWARPS; w++) {
-                    const float *x = red + (w * 16 + r) * (D + 2);
-                    if (x[D] == neg_inf()) continue;
-                    const float f = fast_exp2((x[D] - M) * sl2);
-                    acc += f * x[c];
-                    L += f * x[D + 1];
-                }
-            }
-            partial[((row0 + r) * S + split) * D + c] = acc;
-            if (c == 0) stats[(row0 + r) * S + split] = make_float2(M, L);
-        }
-    } else {
-        copy_wait<0>(); // the speculative copies land before the block leaves
-        if (tid < G) stats[(row0 + tid) * S + split] = make_float2(neg_inf(), 0.f);
     }
+    copy_wait<0>();
+    __syncthreads(); // the stage buffers become the warps' reduction tiles
 
-    // flash_decode_combine merges the splits; it learns their number here.
-    if (split == 0 && kvh == 0 && seq == 0 && tid == 0) *static_cast<unsigned *>(p.workspace) = S;
+    // Per warp, 16 rows of D + 2 floats: the output, then max and sum.
+    float *red = reinterpret_cast<float *>(flash_smem);
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+        const int r = lane / 4 + hf * 8;
+        float *w = red + (warp * 16 + r) * (D + 2);
+#pragma unroll
+        for (int t = 0; t < OT; t++) w[t * 8 + 2 * (lane % 4)] = o[t][hf * 2], w[t * 8 + 2 * (lane % 4) + 1] = o[t][hf * 2 + 1];
+        const float sum = quad_sum(l[hf]);
+        if (lane % 4 == 0) w[D] = m[hf], w[D + 1] = sum;
+    }
+    __syncthreads();
+    for (int idx = tid; idx < G * D; idx += DTHREADS) {
+        const int r = idx / D, c = idx % D;
+        float M = neg_inf();
+        for (int w = 0; w < DWARPS; w++) M = fmaxf(M, red[(w * 16 + r) * (D + 2) + D]);
+        float acc = 0.f, L = 0.f;
+        if (M != neg_inf()) {
+            for (int w = 0; w < DWARPS; w++) {
+                const float *x = red + (w * 16 + r) * (D + 2);
+                if (x[D] == neg_inf()) continue;
+                const float f = fast_exp2((x[D] - M) * sl2);
+                acc += f * x[c];
+                L += f * x[D + 1];
+            }
+        }
+        partial[((row0 + r) * S + split) * D + c] = acc;
+        if (c == 0) stats[(row0 + r) * S + split] = make_float2(M, L);
+    }
 }
 
 // One block per score row (a query head of a sequence): merges the row's S

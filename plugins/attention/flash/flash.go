@@ -29,12 +29,10 @@ var cudaSource string
 // rows of one tensor-core tile.
 const maxGroup = 16
 
-// Launch geometry of flash.cu. The kernels static_assert that Go's
-// figures equal their own constants (FLASH_EXPECT_*), so the two cannot
-// drift apart.
-
 // prefillSharedMem is flash_prefill's dynamic shared memory: Q, K and V
-// tiles of rows padded to d+8 bf16.
+// tiles of rows padded to d+8 bf16. This and the other launch figures
+// below go to flash.cu as FLASH_EXPECT_*, which its static_asserts check
+// against the kernels' own constants, so the two cannot drift apart.
 func (g geometry) prefillSharedMem(d int) int { return (g.prefillRows + 2*g.prefillBN) * (d + 8) * 2 }
 
 // decodeThreads is flash_decode's block; each warp takes 16 keys of a

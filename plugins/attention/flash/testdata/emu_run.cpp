@@ -4,7 +4,6 @@
 // bf16 for P·V and the output to bf16). Built by emu_test.go with
 // FLASH_HEAD_DIM and FLASH_GROUP defined; exits non-zero on a mismatch.
 #include "emu_cuda.h"
-#include <algorithm>
 alignas(128) unsigned char flash_smem[1 << 20];
 #include "kernel_emu.cu"
 #include "emu_attention.h"
