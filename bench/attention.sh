@@ -20,11 +20,22 @@
 #   PHASE=decode N=32k BATCH=1,8 bench/attention.sh flash
 #   SKIP_REFERENCE=1 bench/attention.sh     # our plugins only
 #   REF_BUDGET_S=300 bench/attention.sh     # stop PyTorch rows after 300 s
+#   COLD_L2=1 PHASE=decode bench/attention.sh flash   # L2 cold on both sides
+#
+# L2: by default every launch reads the same inputs, so what one launch
+# leaves in L2 (50 MB on an H100) serves the next, which flatters shapes
+# whose Q/K/V are not much larger than L2. COLD_L2=1 passes --cold-l2 to
+# both sides: each launch reads an input set of its own (Q, K, V), in turn
+# through as many sets as hold together >= 4x the GPU's L2 (at least 2),
+# as a decode step inside a model meets its cache. Rows say "l2": "cold"
+# or "warm" and "input_sets"; attn_table.py titles each table with the
+# mode and refuses a ratio between a cold and a warm row.
 #
 # Environment: HARNESS (bin/harness), PYTHON (python3), OUT, N (1k..64k),
 # BATCH (1,8), PHASE (prefill,decode), HEADS (32), KV_HEADS (8),
-# HEAD_DIM (128), BACKENDS (sdpa-flash,sdpa-cudnn,flex), HARNESS_ARGS and
-# REF_ARGS (extra flags), REF_BUDGET_S (0: no limit), SKIP_REFERENCE.
+# HEAD_DIM (128), BACKENDS (sdpa-flash,sdpa-cudnn,flex), COLD_L2 (0; 1:
+# --cold-l2 on both sides), HARNESS_ARGS and REF_ARGS (extra flags),
+# REF_BUDGET_S (0: no limit), SKIP_REFERENCE.
 set -uo pipefail
 OUT=${OUT:-bench/out/attention}
 H=${HARNESS:-bin/harness}
@@ -36,11 +47,16 @@ HEADS=${HEADS:-32}
 KV_HEADS=${KV_HEADS:-8}
 HEAD_DIM=${HEAD_DIM:-128}
 BACKENDS=${BACKENDS:-sdpa-flash,sdpa-cudnn,flex}
+case "${COLD_L2:-0}" in
+  1) cold=(--cold-l2) ;;
+  0) cold=() ;;
+  *) echo "COLD_L2=$COLD_L2: want 1 (cold L2) or 0" >&2; exit 2 ;;
+esac
 if [ $# -gt 0 ]; then PLUGINS=("$@"); else PLUGINS=(flash eager); fi
 mkdir -p "$OUT/logs"
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/logs/gpu.txt" 2>&1
-shape=(--n "$N" --batch "$BATCH" --phase "$PHASE" --heads "$HEADS" --kv-heads "$KV_HEADS" --head-dim "$HEAD_DIM")
+shape=(--n "$N" --batch "$BATCH" --phase "$PHASE" --heads "$HEADS" --kv-heads "$KV_HEADS" --head-dim "$HEAD_DIM" ${cold[@]+"${cold[@]}"})
 files=()
 for p in "${PLUGINS[@]}"; do
   name=$(basename "$p")

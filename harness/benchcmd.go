@@ -42,7 +42,7 @@ type benchAttnFlags struct {
 	minTime, maxTime    time.Duration
 	repeats, maxIters   int
 	copyBytes           string
-	graph               bool
+	graph, coldL2       bool
 	out                 string
 	seed                uint64
 }
@@ -83,12 +83,25 @@ Each figure is the median of --repeats measurements of CUDA-event GPU time,
 each at least --min-time of back-to-back launches, replayed from a captured
 CUDA graph unless --graph=false (as the engine replays decode). Shapes that
 do not fit in GPU memory are reported as "oom" rows and the sweep goes on.
-Small shapes may be served from L2 (50 MB on an H100): read their GB/s with
-that in mind. tools/refgen/attn_bench.py times PyTorch SDPA and
-FlexAttention on the same shapes; bench/attention.sh runs both and compares.`,
+
+By default every launch reads the same inputs (L2 "warm"), so what one
+launch leaves in L2 (50 MB on an H100) serves the next: shapes whose Q, K
+and V are not much larger than L2 time faster than inside a model, where
+other layers stream through L2 in between. --cold-l2 gives every launch
+inputs of its own: as many input sets (Q, K, V and K/V descriptors; the
+output, positions and workspace are shared) as together hold at least 4×
+the device's L2, never fewer than 2, launched in turn (a captured graph
+holds whole turns). Rows record "l2" (cold or warm) and "input_sets"; a
+cold shape whose sets do not fit in GPU memory runs with the sets that do
+(at least 2, with a note) or is an "oom" row.
+
+tools/refgen/attn_bench.py times PyTorch SDPA and FlexAttention on the
+same shapes, with the same --cold-l2; bench/attention.sh runs both and
+compares (COLD_L2=1 for --cold-l2 on both sides).`,
 		Example: `  harness bench attention --attn eager --n 1k,8k --batch 1
   harness bench attention --attn flash --phase decode --n 32k --batch 1,8 --out flash.jsonl
-  harness bench attention --attn plugins/attention/flash --n 8k,16k,32k --out results/attn.jsonl`,
+  harness bench attention --attn plugins/attention/flash --n 8k,16k,32k --out results/attn.jsonl
+  harness bench attention --attn flash --phase decode --n 4k,32k --batch 1 --cold-l2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBenchAttention(cmd, *f) },
 	}
@@ -109,6 +122,7 @@ FlexAttention on the same shapes; bench/attention.sh runs both and compares.`,
 	fl.IntVar(&f.maxIters, "max-iters", 10000, "most launches in one measurement")
 	fl.StringVar(&f.copyBytes, "copy-bytes", "1GiB", "buffer size of the copy-bandwidth measurement")
 	fl.BoolVar(&f.graph, "graph", true, "replay the timed launches from a captured CUDA graph (false: launch one by one, CPU launch cost included)")
+	fl.BoolVar(&f.coldL2, "cold-l2", false, "give every launch its own inputs, rotating through sets that together hold at least 4× the GPU's L2, so no launch reads what an earlier one left in L2")
 	fl.StringVar(&f.out, "out", "", "also write the rows to this file as JSON lines")
 	fl.Uint64Var(&f.seed, "seed", 0, "seed of the random inputs")
 	_ = cmd.RegisterFlagCompletionFunc("attn", completePlugins(sdk.KindAttention))
@@ -182,7 +196,7 @@ func (f benchAttnFlags) check(cmd *cobra.Command) (benchAttnConfig, error) {
 			}
 		}
 	}
-	c.opts = attnbench.Options{MinTime: f.minTime, MaxTime: f.maxTime, Repeats: f.repeats, MaxIters: f.maxIters, NoGraph: !f.graph, Seed: f.seed}
+	c.opts = attnbench.Options{MinTime: f.minTime, MaxTime: f.maxTime, Repeats: f.repeats, MaxIters: f.maxIters, NoGraph: !f.graph, Seed: f.seed, ColdL2: f.coldL2}
 	return c, nil
 }
 
@@ -219,12 +233,20 @@ type benchAttnRow struct {
 	TFLOPS        *float64 `json:"tflops"`
 	GBPS          *float64 `json:"gbps"`
 	GBPSCounts    string   `json:"gbps_counts"`
+	// L2 is "cold" when the launches rotated through InputSets input sets
+	// holding together at least 4× the device's L2Bytes (--cold-l2),
+	// "warm" when they all read the same inputs.
+	L2            string   `json:"l2"`
+	L2Bytes       int64    `json:"l2_bytes,omitempty"`
+	InputSets     int      `json:"input_sets,omitempty"`
+	InputSetBytes int64    `json:"input_set_bytes,omitempty"` // Q + K/V read per launch
 	CopyGBPS      *float64 `json:"copy_gbps"`
 	PctCopy       *float64 `json:"pct_copy,omitempty"` // decode: gbps as % of copy_gbps
 	Timing        string   `json:"timing,omitempty"`   // "graph" or "stream"
 	Iters         int      `json:"iters,omitempty"`
 	Repeats       int      `json:"repeats,omitempty"`
 	Workspace     int64    `json:"workspace_bytes,omitempty"`
+	Note          string   `json:"note,omitempty"` // e.g. fewer cold-L2 input sets than asked for
 }
 
 // benchGPU is the opened device the sweep runs on.
@@ -295,7 +317,8 @@ func (g *benchGPU) Close() error {
 
 // role compiles and loads the kernels of one role.
 func (g *benchGPU) role(plugin string, all []sdk.Kernel, name string) (*kernelrun.Role, error) {
-	return kernelrun.NewRoleOf(g.drv, all, name, kernelrun.Config{Plugin: plugin, Arch: g.info.Arch(), DType: "bf16", Compile: kernelrun.NVRTC(g.nvrtc, g.cache), Multiprocessors: g.info.Multiprocessors})
+	return kernelrun.NewRoleOf(g.drv, all, name, kernelrun.Config{Plugin: plugin, Arch: g.info.Arch(), DType: "bf16", Compile: kernelrun.NVRTC(g.nvrtc, g.cache),
+		Multiprocessors: g.info.Multiprocessors, OverlapLaunch: g.drv.CanOverlapLaunch(g.info)})
 }
 
 func runBenchAttention(cmd *cobra.Command, f benchAttnFlags) error {
@@ -352,7 +375,14 @@ func runBenchAttention(cmd *cobra.Command, f benchAttnFlags) error {
 	}
 	base := benchAttnRow{
 		Source: "harness", Card: g.info.Name, Driver: driver, Date: time.Now().UTC().Format(time.RFC3339),
-		Plugin: desc.Name, PluginVersion: desc.Version,
+		Plugin: desc.Name, PluginVersion: desc.Version, L2: "warm", L2Bytes: int64(g.info.L2Bytes),
+	}
+	c.opts.L2Bytes = int64(g.info.L2Bytes)
+	if c.opts.ColdL2 {
+		if g.info.L2Bytes <= 0 {
+			return fmt.Errorf("--cold-l2: %s reports no L2 cache size", g.info.Name)
+		}
+		base.L2 = "cold"
 	}
 	var copyGBPS *float64
 	cp, err := attnbench.CopyBandwidth(g.drv, g.stream, c.copyBytes, c.opts)
@@ -401,6 +431,14 @@ func benchRow(base benchAttnRow, r attnbench.Result) benchAttnRow {
 	row.GBPSCounts = sh.BytesCounted()
 	row.Status = string(r.Status)
 	row.Workspace = r.WorkspaceBytes
+	row.L2 = "warm"
+	if r.ColdL2 {
+		row.L2 = "cold"
+	}
+	row.InputSets, row.InputSetBytes, row.Note = r.InputSets, r.InputSetBytes, r.Note
+	if !r.ColdL2 {
+		row.InputSets = 1
+	}
 	if r.Status != attnbench.StatusOK {
 		if r.Err != nil {
 			row.Error = r.Err.Error()
@@ -424,6 +462,12 @@ func benchProgress(r benchAttnRow) string {
 	if r.MS != nil {
 		s += fmt.Sprintf(" %.4f ms, %.1f TFLOP/s, %.0f GB/s", *r.MS, *r.TFLOPS, *r.GBPS)
 	}
+	if r.L2 == "cold" && r.InputSets > 0 {
+		s += fmt.Sprintf(" (L2 cold: %d input sets)", r.InputSets)
+	}
+	if r.Note != "" {
+		s += "; " + r.Note
+	}
 	if r.Error != "" {
 		s += ": " + r.Error
 	}
@@ -438,8 +482,22 @@ func printBenchTable(w io.Writer, base benchAttnRow, copyBytes string, rows []be
 		fmt.Fprintln(w, "device copy bandwidth: not measured")
 	}
 	fmt.Fprintln(w, "TFLOP/s: prefill 4·N²·d·heads·batch/2 (causal), decode 4·N·d·heads·batch; GB/s: prefill Q+K+V+O, decode K+V read")
+	cold := base.L2 == "cold"
+	l2 := "L2 size unknown"
+	if base.L2Bytes > 0 {
+		l2 = fmt.Sprintf("%d MiB L2", base.L2Bytes>>20)
+	}
+	if cold {
+		fmt.Fprintf(w, "L2: cold (--cold-l2): launches take input sets (Q, K, V of their own) in turn, as many (\"sets\") as hold ≥ %d× the %s together\n", attnbench.ColdL2Factor, l2)
+	} else {
+		fmt.Fprintf(w, "L2: warm: every launch reads the same inputs, and what one leaves in the %s serves the next (--cold-l2: not)\n", l2)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\tbatch\tN\tstatus\tms\tTFLOP/s\tGB/s\t% copy\t")
+	head := "phase\tbatch\tN\tstatus\tms\tTFLOP/s\tGB/s\t% copy\t"
+	if cold {
+		head += "sets\t"
+	}
+	fmt.Fprintln(tw, head)
 	dash := func(v *float64, format string) string {
 		if v == nil {
 			return "-"
@@ -447,13 +505,27 @@ func printBenchTable(w io.Writer, base benchAttnRow, copyBytes string, rows []be
 		return fmt.Sprintf(format, *v)
 	}
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n", r.Phase, r.Batch, r.N, r.Status,
+		line := fmt.Sprintf("%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t", r.Phase, r.Batch, r.N, r.Status,
 			dash(r.MS, "%.4f"), dash(r.TFLOPS, "%.1f"), dash(r.GBPS, "%.0f"), dash(r.PctCopy, "%.0f%%"))
+		if cold {
+			sets := "-"
+			if r.Status == string(attnbench.StatusOK) && r.InputSets > 0 {
+				sets = fmt.Sprint(r.InputSets)
+				if r.Note != "" {
+					sets += "*"
+				}
+			}
+			line += sets + "\t"
+		}
+		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
 	for _, r := range rows {
 		if r.Error != "" {
 			fmt.Fprintf(w, "%s batch %d N %d: %s: %s\n", r.Phase, r.Batch, r.N, r.Status, r.Error)
+		}
+		if r.Note != "" {
+			fmt.Fprintf(w, "%s batch %d N %d: * %s\n", r.Phase, r.Batch, r.N, r.Note)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -68,6 +69,9 @@ func TestBenchAttentionSweep(t *testing.T) {
 		{[]string{"--phase", "decode,decode", "--n", "32k", "--batch", "8,1", "--heads", "16", "--kv-heads", "2", "--head-dim", "64", "--kv-capacity", "64k"}, 2,
 			attnbench.Shape{Phase: attnbench.Decode, Batch: 8, N: 32768, Heads: 16, KVHeads: 2, HeadDim: 64, MaxKV: 65536},
 			attnbench.Shape{Phase: attnbench.Decode, Batch: 1, N: 32768, Heads: 16, KVHeads: 2, HeadDim: 64, MaxKV: 65536}, 65536},
+		{[]string{"--phase", "decode", "--n", "4k", "--batch", "1", "--cold-l2"}, 1,
+			attnbench.Shape{Phase: attnbench.Decode, Batch: 1, N: 4096, Heads: 32, KVHeads: 8, HeadDim: 128},
+			attnbench.Shape{Phase: attnbench.Decode, Batch: 1, N: 4096, Heads: 32, KVHeads: 8, HeadDim: 128}, 4096},
 	}
 	for _, tc := range tests {
 		var f benchAttnFlags
@@ -78,6 +82,9 @@ func TestBenchAttentionSweep(t *testing.T) {
 		c, err := f.check(cmd)
 		if err != nil {
 			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if c.opts.ColdL2 != slices.Contains(tc.args, "--cold-l2") {
+			t.Errorf("%v: cold L2 %v", tc.args, c.opts.ColdL2)
 		}
 		if len(c.shapes) != tc.shapes || c.shapes[0] != tc.first || c.shapes[len(c.shapes)-1] != tc.last || c.maxSeq != tc.maxSeq {
 			t.Errorf("%v: %d shapes %v … %v, max seq %d; want %d, %v … %v, %d", tc.args, len(c.shapes), c.shapes[0], c.shapes[len(c.shapes)-1], c.maxSeq,
@@ -112,7 +119,7 @@ func TestBenchAttentionNoGPU(t *testing.T) {
 // bandwidth as a share of the copy bandwidth.
 func TestBenchAttentionRows(t *testing.T) {
 	base := benchAttnRow{Source: "harness", Card: "NVIDIA H100 80GB HBM3", Driver: "13.0", Date: "2026-01-02T03:04:05Z",
-		Plugin: "flash", PluginVersion: "0.3.0", CopyGBPS: ptr(3000.0)}
+		Plugin: "flash", PluginVersion: "0.3.0", CopyGBPS: ptr(3000.0), L2: "warm", L2Bytes: 50 << 20}
 	dec := attnbench.Shape{Phase: attnbench.Decode, Batch: 8, N: 32768, Heads: 32, KVHeads: 8, HeadDim: 128}
 	pre := attnbench.Shape{Phase: attnbench.Prefill, Batch: 8, N: 65536, Heads: 32, KVHeads: 8, HeadDim: 128}
 	ok := benchRow(base, attnbench.Result{Shape: dec, Status: attnbench.StatusOK, MS: 0.4, MinMS: 0.39, TFLOPS: 10.7, GBps: 2684.4, Iters: 128, Repeats: 5, Graph: true})
@@ -131,14 +138,15 @@ func TestBenchAttentionRows(t *testing.T) {
 		got = append(got, m)
 	}
 	for _, key := range []string{"source", "card", "driver", "date", "plugin", "phase", "batch", "n", "heads", "kv_heads", "head_dim",
-		"status", "ms", "tflops", "gbps", "copy_gbps", "gbps_counts"} {
+		"status", "ms", "tflops", "gbps", "copy_gbps", "gbps_counts", "l2", "l2_bytes"} {
 		for i, m := range got {
 			if _, present := m[key]; !present {
 				t.Errorf("row %d has no %q: %v", i, key, m)
 			}
 		}
 	}
-	if got[0]["phase"] != "decode" || got[0]["n"] != 32768.0 || got[0]["timing"] != "graph" || got[0]["gbps_counts"] != "K+V read" {
+	if got[0]["phase"] != "decode" || got[0]["n"] != 32768.0 || got[0]["timing"] != "graph" || got[0]["gbps_counts"] != "K+V read" ||
+		got[0]["l2"] != "warm" || got[0]["input_sets"] != 1.0 {
 		t.Errorf("decode row %v", got[0])
 	}
 	if pct, _ := got[0]["pct_copy"].(float64); pct < 89.4 || pct > 89.5 {
@@ -160,10 +168,70 @@ func TestBenchAttentionRows(t *testing.T) {
 	for _, l := range strings.Split(table.String(), "\n") {
 		lines[strings.Join(strings.Fields(l), " ")] = true
 	}
-	for _, want := range []string{"decode 8 32768 ok 0.4000 10.7 2684 89%", "prefill 8 65536 oom - - - -"} {
+	for _, want := range []string{"decode 8 32768 ok 0.4000 10.7 2684 89%", "prefill 8 65536 oom - - - -", "L2: warm: every launch reads the same inputs, and what one leaves in the 50 MiB L2 serves the next (--cold-l2: not)"} {
 		if !lines[want] {
 			t.Errorf("table lacks the row %q:\n%s", want, table.String())
 		}
+	}
+}
+
+// --cold-l2 rows say so, with their input sets, in the JSON lines and in
+// the table, and a run with fewer sets than the rule asked for carries its
+// note to both.
+func TestBenchAttentionColdRows(t *testing.T) {
+	base := benchAttnRow{Source: "harness", Card: "NVIDIA H100 80GB HBM3", Driver: "13.0", Date: "2026-01-02T03:04:05Z",
+		Plugin: "flash", PluginVersion: "0.3.0", CopyGBPS: ptr(3000.0), L2: "cold", L2Bytes: 50 << 20}
+	dec := attnbench.Shape{Phase: attnbench.Decode, Batch: 1, N: 4096, Heads: 32, KVHeads: 8, HeadDim: 128}
+	big := attnbench.Shape{Phase: attnbench.Decode, Batch: 8, N: 32768, Heads: 32, KVHeads: 8, HeadDim: 128}
+	pre := attnbench.Shape{Phase: attnbench.Prefill, Batch: 8, N: 65536, Heads: 32, KVHeads: 8, HeadDim: 128}
+	note := "cold L2: only 3 of 26 input sets fit in device memory, together 0.5× the L2 rather than 4×"
+	rows := []benchAttnRow{
+		benchRow(base, attnbench.Result{Shape: dec, Status: attnbench.StatusOK, MS: 0.012, MinMS: 0.011, TFLOPS: 1.4, GBps: 1398, Iters: 4992, Repeats: 5, Graph: true,
+			ColdL2: true, InputSets: 26, InputSetBytes: dec.InputBytes(), L2Bytes: 50 << 20}),
+		benchRow(base, attnbench.Result{Shape: big, Status: attnbench.StatusOK, MS: 0.4, MinMS: 0.39, TFLOPS: 10.7, GBps: 2684.4, Iters: 128, Repeats: 5, Graph: true,
+			ColdL2: true, InputSets: 3, InputSetBytes: big.InputBytes(), L2Bytes: 50 << 20, Note: note}),
+		benchRow(base, attnbench.Result{Shape: pre, Status: attnbench.StatusOOM, ColdL2: true, InputSets: 2, InputSetBytes: pre.InputBytes(), L2Bytes: 50 << 20,
+			Err: errors.New("cold L2: input set 2 of 2: Q of input set 1: cuMemAlloc: CUDA_ERROR_OUT_OF_MEMORY")}),
+	}
+	for i, r := range rows {
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		if m["l2"] != "cold" || m["l2_bytes"] != float64(50<<20) || m["input_sets"] != float64(r.InputSets) || m["input_set_bytes"] != float64(r.InputSetBytes) {
+			t.Errorf("row %d: %v", i, m)
+		}
+		if (i == 1) != (m["note"] == note) {
+			t.Errorf("row %d: note %v", i, m["note"])
+		}
+	}
+	if got := dec.InputBytes(); got != 4096*8*128*2*2+32*128*2 {
+		t.Errorf("4k decode input set %d bytes", got)
+	}
+	var table strings.Builder
+	printBenchTable(&table, base, "1GiB", rows)
+	lines := map[string]bool{}
+	for _, l := range strings.Split(table.String(), "\n") {
+		lines[strings.Join(strings.Fields(l), " ")] = true
+	}
+	for _, want := range []string{
+		`L2: cold (--cold-l2): launches take input sets (Q, K, V of their own) in turn, as many ("sets") as hold ≥ 4× the 50 MiB L2 together`,
+		"phase batch N status ms TFLOP/s GB/s % copy sets",
+		"decode 1 4096 ok 0.0120 1.4 1398 47% 26",
+		"decode 8 32768 ok 0.4000 10.7 2684 89% 3*",
+		"prefill 8 65536 oom - - - - -",
+		"decode batch 8 N 32768: * " + note,
+	} {
+		if !lines[want] {
+			t.Errorf("table lacks the line %q:\n%s", want, table.String())
+		}
+	}
+	if p := benchProgress(rows[0]); !strings.Contains(p, "(L2 cold: 26 input sets)") {
+		t.Errorf("progress %q", p)
 	}
 }
 

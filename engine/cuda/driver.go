@@ -82,6 +82,9 @@ type driverFuncs struct {
 	memsetD8Async, memsetD32Async, memHostAlloc, memFreeHost                                    uintptr
 	streamBeginCapture, streamEndCapture, graphInstantiate, graphLaunch                         uintptr
 	graphExecDestroy, graphDestroy, funcSetAttribute, occupancyMaxActiveBlocks                  uintptr
+	// Optional entry points (bindOptional): zero where the driver lacks
+	// them.
+	launchKernelEx uintptr
 }
 
 // Driver is an opened libcuda with cuInit done.
@@ -219,6 +222,7 @@ func (d *Driver) bind() error {
 			return fmt.Errorf("binding CUDA driver function %s: %w", e.name, errors.Join(errs...))
 		}
 	}
+	d.bindOptional()
 	return nil
 }
 

@@ -284,7 +284,8 @@ func (e *Engine) setup() error {
 
 // role compiles the kernels of one role from a plugin's list.
 func (e *Engine) role(name string, all []sdk.Kernel, arch string) (*kernelrun.Role, error) {
-	r, err := kernelrun.NewRoleOf(e.drv, all, name, kernelrun.Config{Plugin: name, Arch: arch, DType: "bf16", Compile: kernelrun.NVRTC(e.nvrtc, e.cache), Multiprocessors: e.devInfo.Multiprocessors})
+	r, err := kernelrun.NewRoleOf(e.drv, all, name, kernelrun.Config{Plugin: name, Arch: arch, DType: "bf16", Compile: kernelrun.NVRTC(e.nvrtc, e.cache),
+		Multiprocessors: e.devInfo.Multiprocessors, OverlapLaunch: e.drv.CanOverlapLaunch(e.devInfo)})
 	if err != nil {
 		return nil, fmt.Errorf("%s kernels: %w", name, err)
 	}

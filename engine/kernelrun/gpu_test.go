@@ -274,3 +274,199 @@ func TestGPUKVSplits(t *testing.T) {
 		})
 	}
 }
+
+const streamSource = `
+#include "longctx/abi/attention.h"
+// A KV_STREAM kernel's grid without the attention: each block writes the
+// block count it was launched with into its own slot.
+extern "C" __global__ void stream(longctx_attention_params p) {
+    if (threadIdx.x == 0) ((long long *)p.out)[blockIdx.x] = gridDim.x;
+}
+`
+
+// TestGPUKVStream: a kernel with grid rule KV_STREAM gets min(resident
+// blocks from the real occupancy, the pairs' tiles) blocks in one row, and
+// every block runs; without keys it is not launched.
+func TestGPUKVStream(t *testing.T) {
+	env := gputest.Open(t)
+	const smem, tile = 64 << 10, 256
+	k := sdk.Kernel{Role: sdk.RoleAttentionDecode, ABIVersion: 4, CUDASource: streamSource, Entry: "stream",
+		Launch: sdk.Launch{Grid: sdk.GridKVStream, BlockX: 128, BlockY: 1, BlockZ: 1, TileKV: tile, SharedMemBytes: smem}}
+	role := env.Role("stream", []sdk.Kernel{k}, sdk.RoleAttentionDecode)
+	resident := role.Resident()[0]
+	if resident < env.Info.Multiprocessors || resident > 3*env.Info.Multiprocessors {
+		t.Fatalf("%d resident blocks on %d SMs", resident, env.Info.Multiprocessors)
+	}
+	t.Logf("%d SMs, %d resident blocks", env.Info.Multiprocessors, resident)
+	for _, c := range []struct{ seqs, kvHeads, maxKV int }{{1, 8, 32768}, {8, 8, 32768}, {1, 8, 700}, {1, 1, 1}, {2, 8, 0}} {
+		t.Run(fmt.Sprintf("seqs%d_kvheads%d_kv%d", c.seqs, c.kvHeads, c.maxKV), func(t *testing.T) {
+			env := env.For(t)
+			prob := kernelrun.Problem{NumSeqs: c.seqs, NumHeads: 4 * c.kvHeads, NumKVHeads: c.kvHeads, NumQ: 1, MaxKVLen: c.maxKV}
+			grid, err := kernelrun.Grid(k.Launch, prob, resident)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := min(resident, (c.maxKV+tile-1)/tile*c.kvHeads*c.seqs)
+			if grid != (cuda.Dim3{X: uint32(want), Y: 1, Z: 1}) {
+				t.Fatalf("grid %v, want %d blocks", grid, want)
+			}
+			n := max(want, 1)
+			out := env.Alloc(int64(8 * n))
+			env.Poison(out, int64(8*n))
+			p := &kernelrun.AttentionParams{NumSeqs: int32(c.seqs), NumQ: 1, NumHeads: int32(4 * c.kvHeads), NumKVHeads: int32(c.kvHeads), MaxKVLen: int32(c.maxKV), Out: out}
+			if err := role.Launch(env.Stream, p); err != nil {
+				t.Fatal(err)
+			}
+			got := readInt64s(env.Download(out, 8*n))
+			if want == 0 {
+				if got[0] != -1 {
+					t.Fatalf("no keys, yet a block ran: %d", got[0])
+				}
+				return
+			}
+			for i, v := range got {
+				if v != int64(want) {
+					t.Fatalf("block %d: %d, want %d", i, v, want)
+				}
+			}
+			t.Logf("grid %v", grid)
+		})
+	}
+}
+
+const overlapSource = `
+#include "longctx/abi/attention.h"
+#include "longctx/abi/launch.h"
+// Two kernels of one role over n = max_kv_len unsigned ints at p.out. fill
+// lets check start at once and then writes the buffer slowly (a spin of
+// p.layer clocks per element) from *p.q, a seed; check (overlap_previous)
+// waits for it, then counts the elements that are not what fill wrote.
+// p.k: counters {wrong, checked}; p.v: times {fill's last write, check's
+// first start} from the global timer, for the log.
+__device__ unsigned long long now() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+__device__ unsigned expected(unsigned seed, int i) { return seed * 1000003u + (unsigned)i; }
+
+extern "C" __global__ void fill(longctx_attention_params p) {
+    longctx_launch_dependents();
+    const unsigned seed = *(const unsigned *)p.q;
+    unsigned *buf = (unsigned *)p.out;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < p.max_kv_len; i += gridDim.x * blockDim.x) {
+        const long long t0 = clock64();
+        while (clock64() - t0 < p.layer) {
+        }
+        buf[i] = expected(seed, i);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) atomicMax((unsigned long long *)p.v, now());
+}
+
+extern "C" __global__ void check(longctx_attention_params p) {
+    const unsigned long long start = now();
+    longctx_wait_previous();
+    if (threadIdx.x == 0) atomicMin((unsigned long long *)p.v + 1, start);
+    const unsigned seed = *(const unsigned *)p.q;
+    const unsigned *buf = (const unsigned *)p.out;
+    unsigned long long wrong = 0, checked = 0;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < p.max_kv_len; i += gridDim.x * blockDim.x) {
+        wrong += buf[i] != expected(seed, i);
+        checked++;
+    }
+    atomicAdd((unsigned long long *)p.k, wrong);
+    atomicAdd((unsigned long long *)p.k + 1, checked);
+}
+`
+
+// TestGPUOverlapPrevious: a kernel launched to overlap the one before it
+// (Launch.OverlapPrevious) and waiting for it with longctx_wait_previous
+// sees every value that one wrote, although the first lets it start at
+// once and writes slowly: on the stream and replayed from a captured
+// graph, with a new seed (so new values) each time.
+func TestGPUOverlapPrevious(t *testing.T) {
+	env := gputest.Open(t)
+	launch := sdk.Launch{Grid: sdk.GridHeadsSeqs, BlockX: 256, BlockY: 1, BlockZ: 1}
+	overlap := launch
+	overlap.OverlapPrevious = true
+	role := env.Role("overlap", []sdk.Kernel{
+		{Role: sdk.RoleAttentionDecode, ABIVersion: 4, CUDASource: overlapSource, Entry: "fill", Launch: launch},
+		{Role: sdk.RoleAttentionDecode, ABIVersion: 4, CUDASource: overlapSource, Entry: "check", Launch: overlap},
+	}, sdk.RoleAttentionDecode)
+	can := env.D.CanOverlapLaunch(env.Info)
+	if got := role.Overlap(); !reflect.DeepEqual(got, []bool{false, can}) {
+		t.Fatalf("Overlap = %v on compute capability %d.%d", got, env.Info.Major, env.Info.Minor)
+	}
+	t.Logf("compute capability %d.%d: check overlaps fill: %v", env.Info.Major, env.Info.Minor, can)
+
+	const n = 1 << 22
+	seed, buf, counts, times := env.Alloc(4), env.Alloc(4*n), env.Alloc(16), env.Alloc(16)
+	// Two blocks per SM each: both kernels' blocks fit on the GPU at once,
+	// so check's wait in fill's shadow is real.
+	p := &kernelrun.AttentionParams{NumSeqs: 1, NumQ: 1, NumHeads: int32(2 * env.Info.Multiprocessors), NumKVHeads: 1,
+		MaxKVLen: n, Layer: 2000, Q: seed, Out: buf, K: counts, V: times}
+	round := uint32(0)
+	// prepare sets a new seed and resets the counters and times, on the
+	// stream ahead of the launch.
+	prepare := func() uint32 {
+		round++
+		must := func(err error) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		must(env.D.MemsetD32Async(seed, round, 1, env.Stream))
+		must(env.D.MemsetD8Async(counts, 0, 16, env.Stream))
+		must(env.D.MemsetD8Async(times, 0, 8, env.Stream))
+		must(env.D.MemsetD8Async(times+8, 0xFF, 8, env.Stream))
+		return round
+	}
+	verify := func(what string, seed uint32) {
+		t.Helper()
+		c := readInt64s(env.Download(counts, 16))
+		if c[0] != 0 || c[1] != n {
+			t.Fatalf("%s: check saw %d of %d elements wrong, checked %d", what, c[0], n, c[1])
+		}
+		b := env.Download(buf, 4*n)
+		for i := range n {
+			if v, want := binary.LittleEndian.Uint32(b[4*i:]), seed*1000003+uint32(i); v != want {
+				t.Fatalf("%s: element %d is %d, want %d", what, i, v, want)
+			}
+		}
+		tm := readInt64s(env.Download(times, 16))
+		t.Logf("%s: check's first block started %.1f µs before fill's last write", what, float64(tm[0]-tm[1])/1e3)
+	}
+	for rep := range 2 {
+		s := prepare()
+		if err := role.Launch(env.Stream, p); err != nil {
+			t.Fatal(err)
+		}
+		verify(fmt.Sprintf("stream launch %d", rep), s)
+	}
+
+	if err := env.D.StreamBeginCapture(env.Stream, cuda.CaptureModeThreadLocal); err != nil {
+		t.Fatal(err)
+	}
+	if err := role.Launch(env.Stream, p); err != nil {
+		env.D.StreamEndCapture(env.Stream)
+		t.Fatal(err)
+	}
+	g, err := env.D.StreamEndCapture(env.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.D.GraphDestroy(g)
+	exec, err := env.D.GraphInstantiate(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.D.GraphExecDestroy(exec)
+	for rep := range 4 {
+		s := prepare()
+		if err := env.D.GraphLaunch(exec, env.Stream); err != nil {
+			t.Fatal(err)
+		}
+		verify(fmt.Sprintf("graph replay %d", rep), s)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/longctx/longctx/engine/cuda"
 	"github.com/longctx/longctx/kernels/abi"
 	"github.com/longctx/longctx/plugins/sdk"
+	"github.com/longctx/longctx/plugins/sdk/pluginpb"
 )
 
 // Driver is the part of *cuda.Driver a Role uses; tests substitute a fake.
@@ -28,6 +29,7 @@ type Driver interface {
 	FuncSetAttribute(f cuda.Function, attr, value int) error
 	OccupancyMaxActiveBlocksPerMultiprocessor(f cuda.Function, blockSize, dynamicSharedMem int) (int, error)
 	Launch(f cuda.Function, grid, block cuda.Dim3, sharedMem uint32, s cuda.Stream, args ...unsafe.Pointer) error
+	LaunchEx(f cuda.Function, grid, block cuda.Dim3, sharedMem uint32, s cuda.Stream, programmatic bool, args ...unsafe.Pointer) error
 }
 
 var _ Driver = (*cuda.Driver)(nil)
@@ -62,9 +64,14 @@ type Config struct {
 	Compile CompileFunc
 	// Multiprocessors is the device's SM count
 	// (cuda.DeviceInfo.Multiprocessors); required when a kernel uses grid
-	// rule sdk.GridKVSplitsKVHeadsSeqs, whose grid follows from how many
-	// blocks the device holds at once.
+	// rule sdk.GridKVSplitsKVHeadsSeqs or sdk.GridKVStream, whose grids
+	// follow from how many blocks the device holds at once.
 	Multiprocessors int
+	// OverlapLaunch says the device and driver run programmatic dependent
+	// launches (cuda.Driver.CanOverlapLaunch): kernels with
+	// Launch.OverlapPrevious then start while the kernel before them
+	// finishes. Without it they launch as any other kernel.
+	OverlapLaunch bool
 }
 
 // maxStaticSharedMem is what a kernel may use without raising
@@ -80,9 +87,14 @@ type Role struct {
 	kernels []sdk.Kernel
 	funcs   []cuda.Function
 	// resident is each kernel's blocks the device holds at once, for grid
-	// rule sdk.GridKVSplitsKVHeadsSeqs; 0 for the other rules.
+	// rules sdk.GridKVSplitsKVHeadsSeqs and sdk.GridKVStream; 0 for the
+	// other rules.
 	resident []int
-	modules  []cuda.Module
+	// overlap is, per kernel, whether it is launched to overlap the one
+	// before it (Launch.OverlapPrevious where Config.OverlapLaunch).
+	overlap       []bool
+	overlapLaunch bool
+	modules       []cuda.Module
 }
 
 // abiHeaders maps "longctx/abi/<name>.h", the names kernels include, to
@@ -127,15 +139,16 @@ func NewRoleOf(d Driver, all []sdk.Kernel, role string, cfg Config) (*Role, erro
 // NewRole compiles (CUDA source) or takes (PTX, cubin) the kernels of one
 // role, loads them and raises the dynamic shared memory limit of those
 // that need more than 48 KiB. For a kernel with grid rule
-// sdk.GridKVSplitsKVHeadsSeqs it then asks the driver how many of its
-// blocks fit on an SM, which times cfg.Multiprocessors is the kernel's
-// resident block count (Resident). kernels are in launch order and all of
-// one role.
+// sdk.GridKVSplitsKVHeadsSeqs or sdk.GridKVStream it then asks the driver
+// how many of its blocks fit on an SM, which times cfg.Multiprocessors is
+// the kernel's resident block count (Resident). Whether a kernel overlaps
+// the one before it is decided here too (Overlap). kernels are in launch
+// order and all of one role.
 func NewRole(d Driver, kernels []sdk.Kernel, cfg Config) (_ *Role, err error) {
 	if len(kernels) == 0 {
 		return nil, fmt.Errorf("plugin %s: no kernels for the role", cfg.Plugin)
 	}
-	r := &Role{name: kernels[0].Role, plugin: cfg.Plugin, d: d, sms: cfg.Multiprocessors}
+	r := &Role{name: kernels[0].Role, plugin: cfg.Plugin, d: d, sms: cfg.Multiprocessors, overlapLaunch: cfg.OverlapLaunch}
 	defer func() {
 		if err != nil {
 			r.Close()
@@ -159,8 +172,8 @@ func NewRole(d Driver, kernels []sdk.Kernel, cfg Config) (_ *Role, err error) {
 		if err := k.Validate(kindOf(k.Role)); err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
-		if k.Launch.Grid == sdk.GridKVSplitsKVHeadsSeqs && cfg.Multiprocessors <= 0 {
-			return nil, fmt.Errorf("%s: grid rule KV_SPLITS_KV_HEADS_SEQS needs the device's multiprocessor count, the engine gave %d", where, cfg.Multiprocessors)
+		if needsResident(k.Launch.Grid) && cfg.Multiprocessors <= 0 {
+			return nil, fmt.Errorf("%s: grid rule %s needs the device's multiprocessor count, the engine gave %d", where, ruleName(k.Launch.Grid), cfg.Multiprocessors)
 		}
 		var image []byte
 		var key string
@@ -219,6 +232,17 @@ func NewRole(d Driver, kernels []sdk.Kernel, cfg Config) (_ *Role, err error) {
 	return r, nil
 }
 
+// needsResident reports whether a grid rule follows from how many blocks
+// of the kernel the device holds at once.
+func needsResident(g sdk.GridRule) bool {
+	return g == sdk.GridKVSplitsKVHeadsSeqs || g == sdk.GridKVStream
+}
+
+// ruleName is a grid rule as launch.h names it, for errors.
+func ruleName(g sdk.GridRule) string {
+	return strings.TrimPrefix(pluginpb.GridRule(g).String(), "GRID_RULE_")
+}
+
 func kindOf(role string) sdk.Kind {
 	if role == sdk.RoleKVScore {
 		return sdk.KindKVCache
@@ -237,7 +261,7 @@ func (r *Role) addFunc(k sdk.Kernel, m cuda.Module, where string) error {
 		}
 	}
 	resident := 0
-	if k.Launch.Grid == sdk.GridKVSplitsKVHeadsSeqs {
+	if needsResident(k.Launch.Grid) {
 		// After the shared memory limit is raised: the occupancy
 		// calculation refuses more dynamic shared memory than the limit.
 		threads := k.Launch.BlockX * k.Launch.BlockY * k.Launch.BlockZ
@@ -253,6 +277,7 @@ func (r *Role) addFunc(k sdk.Kernel, m cuda.Module, where string) error {
 	r.kernels = append(r.kernels, k)
 	r.funcs = append(r.funcs, f)
 	r.resident = append(r.resident, resident)
+	r.overlap = append(r.overlap, k.Launch.OverlapPrevious && r.overlapLaunch)
 	return nil
 }
 
@@ -264,9 +289,15 @@ func (r *Role) Kernels() []sdk.Kernel { return append([]sdk.Kernel(nil), r.kerne
 
 // Resident is, per kernel in launch order, how many of its blocks the
 // device holds at once (multiprocessors × blocks per SM), the argument
-// Grid takes: set for kernels with grid rule sdk.GridKVSplitsKVHeadsSeqs,
-// 0 for the others.
+// Grid takes: set for kernels with grid rule sdk.GridKVSplitsKVHeadsSeqs
+// or sdk.GridKVStream, 0 for the others.
 func (r *Role) Resident() []int { return append([]int(nil), r.resident...) }
+
+// Overlap is, per kernel in launch order, whether Launch starts it while
+// the kernel before it on the stream finishes (programmatic dependent
+// launch): the kernel asked for it (Launch.OverlapPrevious) and the
+// device can (Config.OverlapLaunch).
+func (r *Role) Overlap() []bool { return append([]bool(nil), r.overlap...) }
 
 // Workspace is the bytes of workspace a launch of the role needs: the
 // largest of its kernels' WorkspaceBytes + WorkspaceBytesPerRow × rows +
@@ -284,8 +315,8 @@ func (r *Role) Workspace(numSeqs, numHeads, numQ, maxKV int) int64 {
 // Grid is the grid of a kernel with launch geometry l for problem p
 // (kernels/abi/launch.h). A zero dimension means the kernel is not
 // launched. resident is how many blocks of the kernel the device holds at
-// once (Role.Resident); only grid rule sdk.GridKVSplitsKVHeadsSeqs uses
-// it, and needs it positive.
+// once (Role.Resident); only grid rules sdk.GridKVSplitsKVHeadsSeqs and
+// sdk.GridKVStream use it, and need it positive.
 func Grid(l sdk.Launch, p Problem, resident int) (cuda.Dim3, error) {
 	ceil := func(n, d int) int64 { return (int64(n) + int64(d) - 1) / int64(d) }
 	var x, y, z int64
@@ -319,6 +350,19 @@ func Grid(l sdk.Launch, p Problem, resident int) (cuda.Dim3, error) {
 		if p.MaxKVLen > 0 {
 			x = max(x, 1)
 		}
+	case sdk.GridKVStream:
+		if l.TileKV <= 0 {
+			return cuda.Dim3{}, fmt.Errorf("grid rule %d: tile_kv %d", l.Grid, l.TileKV)
+		}
+		if resident <= 0 {
+			return cuda.Dim3{}, fmt.Errorf("grid rule %d: %d resident blocks", l.Grid, resident)
+		}
+		if p.MaxKVLen < 0 || p.NumKVHeads < 0 || p.NumSeqs < 0 {
+			return cuda.Dim3{}, fmt.Errorf("grid rule %d: negative size in %+v", l.Grid, p)
+		}
+		// One row of as many blocks as the device holds at once, fewer
+		// only when all (sequence, KV head) pairs have fewer tiles.
+		x, y, z = streamBlocks(p, l.TileKV, resident), 1, 1
 	case sdk.GridRows:
 		if l.TileQ <= 0 {
 			return cuda.Dim3{}, fmt.Errorf("grid rule %d: tile_q %d", l.Grid, l.TileQ)
@@ -333,6 +377,26 @@ func Grid(l sdk.Launch, p Problem, resident int) (cuda.Dim3, error) {
 		return cuda.Dim3{}, fmt.Errorf("grid rule %d: grid %dx%dx%d out of range for %+v", l.Grid, x, y, z, p)
 	}
 	return cuda.Dim3{X: uint32(x), Y: uint32(y), Z: uint32(z)}, nil
+}
+
+// streamBlocks is grid rule sdk.GridKVStream's block count: min(resident,
+// ceil(max_kv_len / tile) × num_kv_heads × num_seqs), with non-negative
+// sizes and positive tile and resident. Each factor is applied to a count
+// already capped at resident, so no product overflows.
+func streamBlocks(p Problem, tile, resident int) int64 {
+	if p.MaxKVLen == 0 {
+		return 0
+	}
+	r := int64(resident)
+	n := min(r, int64(p.MaxKVLen-1)/int64(tile)+1)
+	for _, f := range []int64{int64(p.NumKVHeads), int64(p.NumSeqs)} {
+		if f != 0 && n > r/f {
+			n = r
+		} else {
+			n = min(r, n*f)
+		}
+	}
+	return n
 }
 
 // Launch enqueues every kernel of the role on s, in order, with params p.
@@ -363,7 +427,15 @@ func (r *Role) Launch(s cuda.Stream, p Params) error {
 			continue
 		}
 		block := cuda.Dim3{X: uint32(k.Launch.BlockX), Y: uint32(k.Launch.BlockY), Z: uint32(k.Launch.BlockZ)}
-		if err := r.d.Launch(r.funcs[i], grid, block, uint32(k.Launch.SharedMemBytes), s, p.pointer()); err != nil {
+		var err error
+		if r.overlap[i] {
+			err = r.d.LaunchEx(r.funcs[i], grid, block, uint32(k.Launch.SharedMemBytes), s, true, p.pointer())
+		} else {
+			// Every other kernel keeps cuLaunchKernel, which every
+			// driver has.
+			err = r.d.Launch(r.funcs[i], grid, block, uint32(k.Launch.SharedMemBytes), s, p.pointer())
+		}
+		if err != nil {
 			return fmt.Errorf("plugin %s: %s kernel %s grid %v block %v: %w", r.plugin, r.name, k.Entry, grid, block, err)
 		}
 	}
@@ -378,7 +450,7 @@ func (r *Role) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	r.modules, r.funcs, r.kernels, r.resident = nil, nil, nil, nil
+	r.modules, r.funcs, r.kernels, r.resident, r.overlap = nil, nil, nil, nil, nil
 	if len(errs) > 0 {
 		return fmt.Errorf("plugin %s: %s: unloading: %w", r.plugin, r.name, errors.Join(errs...))
 	}

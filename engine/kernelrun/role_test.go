@@ -3,6 +3,7 @@ package kernelrun
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"unsafe"
@@ -85,6 +86,20 @@ func (d *fakeDriver) Launch(f cuda.Function, grid, block cuda.Dim3, shmem uint32
 	}
 	d.launches = append(d.launches, launch{f, grid, block, shmem, s, *(*AttentionParams)(args[0])})
 	d.ops = append(d.ops, fmt.Sprintf("launch %d", f))
+	return nil
+}
+
+// LaunchEx records a launch as Launch does, its op "overlap f" when
+// programmatic and "launchex f" when not.
+func (d *fakeDriver) LaunchEx(f cuda.Function, grid, block cuda.Dim3, shmem uint32, s cuda.Stream, programmatic bool, args ...unsafe.Pointer) error {
+	if err := d.Launch(f, grid, block, shmem, s, args...); err != nil {
+		return err
+	}
+	op := "launchex"
+	if programmatic {
+		op = "overlap"
+	}
+	d.ops[len(d.ops)-1] = fmt.Sprintf("%s %d", op, f)
 	return nil
 }
 
@@ -491,5 +506,168 @@ func TestRoleKVSplitsErrors(t *testing.T) {
 	d := &fakeDriver{occErr: errors.New("must not be asked")}
 	if _, err := NewRole(d, ks, Config{Plugin: "flash", Arch: "sm_90a", DType: "bf16", Compile: recordingCompiler(new([]compileCall))}); err != nil || len(d.occupancy) != 0 {
 		t.Errorf("a role without the split rule: %v, occupancy calls %v", err, d.occupancy)
+	}
+}
+
+// TestGridKVStream: grid rule KV_STREAM is one row of min(resident, tiles
+// of all (sequence, KV head) pairs) blocks, none without keys, and no
+// product of the sizes overflows on the way.
+func TestGridKVStream(t *testing.T) {
+	l := sdk.Launch{Grid: sdk.GridKVStream, TileKV: 256}
+	const resident = 132 * 2 // an H100's SMs, two blocks each
+	dec := func(seqs, kvHeads, maxKV int) Problem {
+		return Problem{NumSeqs: seqs, NumHeads: 4 * kvHeads, NumKVHeads: kvHeads, NumQ: 1, MaxKVLen: maxKV}
+	}
+	for _, tt := range []struct {
+		name     string
+		p        Problem
+		resident int
+		want     uint32
+	}{
+		{"batch 1 fills the GPU", dec(1, 8, 32768), resident, resident},
+		{"batch 8 fills the GPU", dec(8, 8, 32768), resident, resident},
+		{"batch 1, short cache", dec(1, 8, 1000), resident, 4 * 8},
+		{"batch 8, short cache", dec(8, 8, 1000), resident, 4 * 8 * 8},
+		{"batch 9, short cache", dec(9, 8, 1000), resident, resident},
+		{"batch 8, one tile each", dec(8, 8, 256), resident, 64},
+		{"work exactly the resident blocks", dec(33, 8, 256), resident, resident},
+		{"one key", dec(1, 8, 1), resident, 8},
+		{"one key, one head", dec(1, 1, 1), resident, 1},
+		{"no keys", dec(1, 8, 0), resident, 0},
+		{"no keys, huge batch", dec(512, 8, 0), resident, 0},
+		{"no sequences", dec(0, 8, 4096), resident, 0},
+		{"no KV heads", dec(4, 0, 4096), resident, 0},
+		{"one resident block", dec(8, 8, 32768), 1, 1},
+		{"resident larger than the work", dec(1, 8, 32768), 1 << 20, 128 * 8},
+		{"prefill-sized q ignored", Problem{NumSeqs: 1, NumHeads: 32, NumKVHeads: 8, NumQ: 4096, MaxKVLen: 600}, resident, 3 * 8},
+		// The product of the sizes is far beyond int64; the grid is not.
+		{"overflowing work", Problem{NumSeqs: math.MaxInt32, NumKVHeads: math.MaxInt64 / 2, MaxKVLen: math.MaxInt64}, resident, resident},
+		{"overflowing work, tile 1", Problem{NumSeqs: math.MaxInt64, NumKVHeads: math.MaxInt64, MaxKVLen: math.MaxInt64}, math.MaxInt32, math.MaxInt32},
+	} {
+		ll := l
+		if strings.HasSuffix(tt.name, "tile 1") {
+			ll.TileKV = 1
+		}
+		got, err := Grid(ll, tt.p, tt.resident)
+		if want := (cuda.Dim3{X: tt.want, Y: 1, Z: 1}); err != nil || got != want {
+			t.Errorf("%s: %v, %v; want %v", tt.name, got, err, want)
+		}
+	}
+	for _, tt := range []struct {
+		name     string
+		l        sdk.Launch
+		p        Problem
+		resident int
+		err      string
+	}{
+		{"no resident count", l, dec(1, 8, 100), 0, "resident"},
+		{"negative resident count", l, dec(1, 8, 100), -4, "resident"},
+		{"no tile", sdk.Launch{Grid: sdk.GridKVStream}, dec(1, 8, 100), resident, "tile_kv"},
+		{"negative tile", sdk.Launch{Grid: sdk.GridKVStream, TileKV: -256}, dec(1, 8, 100), resident, "tile_kv"},
+		{"negative keys", l, dec(1, 8, -1), resident, "negative"},
+		{"negative heads", l, dec(1, -8, 100), resident, "negative"},
+		{"negative sequences", l, dec(-1, 8, 100), resident, "negative"},
+		// More resident blocks than a grid may have in x.
+		{"beyond CUDA's grid", l, dec(1<<20, 8, 1<<20), 1 << 32, "out of range"},
+	} {
+		if g, err := Grid(tt.l, tt.p, tt.resident); err == nil || !strings.Contains(err.Error(), tt.err) {
+			t.Errorf("%s: %v, %v; want an error containing %q", tt.name, g, err, tt.err)
+		}
+	}
+}
+
+// streamDecodeKernels is a stream-K decode role of ABI version 4: the
+// stream kernel (rule KV_STREAM, 96 KiB of shared memory) and a combine
+// kernel that overlaps it.
+func streamDecodeKernels() []sdk.Kernel {
+	return []sdk.Kernel{
+		{Role: sdk.RoleAttentionDecode, ABIVersion: 4, CUDASource: "// stream", Entry: "stream1",
+			Launch:               sdk.Launch{Grid: sdk.GridKVStream, BlockX: 256, BlockY: 1, BlockZ: 1, TileKV: 128, SharedMemBytes: 96 << 10},
+			WorkspaceBytesPerRow: 16 + 4*128},
+		{Role: sdk.RoleAttentionDecode, ABIVersion: 4, CUDASource: "// stream", Entry: "combine2",
+			Launch: sdk.Launch{Grid: sdk.GridRows, BlockX: 128, BlockY: 1, BlockZ: 1, TileQ: 1, OverlapPrevious: true}},
+	}
+}
+
+// TestRoleKVStream: NewRole asks the occupancy of the stream kernel;
+// Launch sizes its grid from the resident blocks and launches the combine
+// kernel to overlap it only where the device can.
+func TestRoleKVStream(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		overlap bool
+		ops     []string
+	}{
+		{"overlapping", true, []string{"launch 101", "overlap 102"}},
+		{"no overlap on this device", false, []string{"launch 101", "launch 102"}},
+	} {
+		d := &fakeDriver{blocksPerSM: 1}
+		cfg := Config{Plugin: "flash", Arch: "sm_90a", DType: "bf16", Compile: recordingCompiler(new([]compileCall)), Multiprocessors: 132, OverlapLaunch: tt.overlap}
+		r, err := NewRole(d, streamDecodeKernels(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "[attr 101 occupancy 101]"; fmt.Sprint(d.ops) != want {
+			t.Errorf("%s: driver calls %v, want %s", tt.name, d.ops, want)
+		}
+		if got := r.Resident(); fmt.Sprint(got) != "[132 0]" {
+			t.Errorf("%s: Resident = %v, want [132 0]", tt.name, got)
+		}
+		if got, want := r.Overlap(), []bool{false, tt.overlap}; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: Overlap = %v, want %v", tt.name, got, want)
+		}
+		d.ops = nil
+		ws := r.Workspace(2, 32, 1, 4096)
+		p := &AttentionParams{NumSeqs: 2, NumQ: 1, NumHeads: 32, NumKVHeads: 8, MaxKVLen: 4096, Workspace: 0x10000, WorkspaceBytes: uint64(ws)}
+		if err := r.Launch(5, p); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if fmt.Sprint(d.ops) != fmt.Sprint(tt.ops) {
+			t.Errorf("%s: driver calls %v, want %v", tt.name, d.ops, tt.ops)
+		}
+		// min(132, 32 tiles × 8 KV heads × 2 sequences); then one combine
+		// block per row.
+		if len(d.launches) != 2 || d.launches[0].grid != (cuda.Dim3{X: 132, Y: 1, Z: 1}) || d.launches[1].grid != (cuda.Dim3{X: 64, Y: 1, Z: 1}) {
+			t.Errorf("%s: launches %v", tt.name, d.launches)
+		}
+		// Without keys the stream kernel is not launched; the combine
+		// kernel is, overlapping whatever came before.
+		d.ops = nil
+		p.MaxKVLen = 0
+		if err := r.Launch(5, p); err != nil || fmt.Sprint(d.ops) != fmt.Sprint(tt.ops[1:]) {
+			t.Errorf("%s, no keys: driver calls %v, %v; want %v", tt.name, d.ops, err, tt.ops[1:])
+		}
+	}
+}
+
+// TestRoleABI4Errors: the stream rule needs the SM count; kernels of
+// older versions may use neither ABI 4 feature.
+func TestRoleABI4Errors(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		edit func([]sdk.Kernel)
+		sms  int
+		want []string
+	}{
+		{"no SM count", func([]sdk.Kernel) {}, 0,
+			[]string{"plugin flash: attention.decode kernel stream1", "grid rule KV_STREAM needs the device's multiprocessor count"}},
+		{"version 3 stream rule", func(ks []sdk.Kernel) { ks[0].ABIVersion = 3 }, 132,
+			[]string{"kernel stream1", "grid rule KV_STREAM needs ABI version 4"}},
+		{"version 3 overlapping", func(ks []sdk.Kernel) { ks[1].ABIVersion = 3 }, 132,
+			[]string{"kernel combine2", "overlap_previous needs ABI version 4"}},
+	} {
+		d := &fakeDriver{blocksPerSM: 1}
+		ks := streamDecodeKernels()
+		tt.edit(ks)
+		cfg := Config{Plugin: "flash", Arch: "sm_90a", DType: "bf16", Compile: recordingCompiler(new([]compileCall)), Multiprocessors: tt.sms, OverlapLaunch: true}
+		_, err := NewRole(d, ks, cfg)
+		for _, w := range tt.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %v, want one containing %q", tt.name, err, w)
+			}
+		}
+		if len(d.images) != len(d.unloaded) {
+			t.Errorf("%s: %d modules loaded, %d unloaded after the failure", tt.name, len(d.images), len(d.unloaded))
+		}
 	}
 }

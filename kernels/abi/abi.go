@@ -12,4 +12,4 @@ import "embed"
 var Headers embed.FS
 
 // Version is LONGCTX_ABI_VERSION in common.h.
-const Version = 3
+const Version = 4

@@ -42,6 +42,7 @@ func TestGridRulesMatchProtocol(t *testing.T) {
 		"KV_TILES_KV_HEADS_SEQS":  pluginpb.GridRule_GRID_RULE_KV_TILES_KV_HEADS_SEQS,
 		"ROWS":                    pluginpb.GridRule_GRID_RULE_ROWS,
 		"KV_SPLITS_KV_HEADS_SEQS": pluginpb.GridRule_GRID_RULE_KV_SPLITS_KV_HEADS_SEQS,
+		"KV_STREAM":               pluginpb.GridRule_GRID_RULE_KV_STREAM,
 	} {
 		m := regexp.MustCompile(`#define LONGCTX_GRID_RULE_` + name + ` (\d+)`).FindSubmatch(data)
 		if m == nil {
@@ -60,6 +61,7 @@ func TestGridRulesMatchProtocol(t *testing.T) {
 		{sdk.GridKVTilesKVHeadsSeqs, pluginpb.GridRule_GRID_RULE_KV_TILES_KV_HEADS_SEQS},
 		{sdk.GridRows, pluginpb.GridRule_GRID_RULE_ROWS},
 		{sdk.GridKVSplitsKVHeadsSeqs, pluginpb.GridRule_GRID_RULE_KV_SPLITS_KV_HEADS_SEQS},
+		{sdk.GridKVStream, pluginpb.GridRule_GRID_RULE_KV_STREAM},
 	} {
 		if int(r.sdk) != int(r.pb) {
 			t.Errorf("sdk grid rule %d, protocol %s = %d", r.sdk, r.pb, r.pb)
@@ -108,9 +110,10 @@ func TestHeadersCompile(t *testing.T) {
 	src := `#include "attention.h"
 #include "kv_score.h"
 #include "launch.h"
-typedef char check_version[LONGCTX_ABI_VERSION == 3 ? 1 : -1];
+typedef char check_version[LONGCTX_ABI_VERSION == 4 ? 1 : -1];
 typedef char check_rows[LONGCTX_GRID_RULE_ROWS == 4 ? 1 : -1];
 typedef char check_splits[LONGCTX_GRID_RULE_KV_SPLITS_KV_HEADS_SEQS == 5 ? 1 : -1];
+typedef char check_stream[LONGCTX_GRID_RULE_KV_STREAM == 6 ? 1 : -1];
 int main(void) { longctx_attention_params a; longctx_kv_score_params s; (void)a; (void)s; return 0; }
 `
 	if err := os.WriteFile(filepath.Join(dir, "t.c"), []byte(src), 0o644); err != nil {

@@ -27,8 +27,13 @@
  *    a version 1 kernel runs as it did.
  * 3: grid rule KV_SPLITS_KV_HEADS_SEQS (as many KV splits as fill the
  *    GPU once, launch.h). The parameter structs are unchanged, so
- *    version 1 and 2 kernels run as they did. */
-#define LONGCTX_ABI_VERSION 3
+ *    version 1 and 2 kernels run as they did.
+ * 4: grid rule KV_STREAM (the keys of every sequence's KV heads shared
+ *    evenly among as many blocks as the GPU holds at once) and
+ *    Launch.overlap_previous (programmatic dependent launch), both in
+ *    launch.h. The parameter structs are unchanged, so version 1 to 3
+ *    kernels run as they did. */
+#define LONGCTX_ABI_VERSION 4
 
 typedef int longctx_i32;
 typedef unsigned int longctx_u32;

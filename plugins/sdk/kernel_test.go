@@ -28,6 +28,7 @@ func TestKernelRoundTrip(t *testing.T) {
 		{Role: RoleAttentionDecode, ABIVersion: 2, Cubin: []byte{0x7f, 'E', 'L', 'F'}, Entry: "y",
 			Launch: Launch{Grid: GridHeadsSeqs, BlockX: 32, BlockY: 2, BlockZ: 1}, WorkspaceBytesPerScore: 11},
 		splitKernel(),
+		streamKernel(),
 	} {
 		b, err := proto.Marshal(kernelToPB(k))
 		if err != nil {
@@ -53,16 +54,29 @@ func splitKernel() Kernel {
 	}
 }
 
-// TestKernelWireGridRule: the new grid rule has its own enum value on the
-// wire, so an older peer sees it as unknown, not as something else.
+// streamKernel is a version 4 stream-K decode kernel that overlaps the
+// kernel before it.
+func streamKernel() Kernel {
+	return Kernel{
+		Role: RoleAttentionDecode, ABIVersion: 4, CUDASource: "// stream", Entry: "stream",
+		Launch:               Launch{Grid: GridKVStream, BlockX: 256, BlockY: 1, BlockZ: 1, TileKV: 128, SharedMemBytes: 98304, OverlapPrevious: true},
+		WorkspaceBytesPerRow: 516 * 8,
+	}
+}
+
+// TestKernelWireGridRule: the new grid rules have their own enum values on
+// the wire, so an older peer sees them as unknown, not as something else.
 func TestKernelWireGridRule(t *testing.T) {
 	if p := kernelToPB(splitKernel()); p.GetLaunch().GetGrid() != pluginpb.GridRule_GRID_RULE_KV_SPLITS_KV_HEADS_SEQS {
+		t.Errorf("wire kernel %v", p)
+	}
+	if p := kernelToPB(streamKernel()); p.GetLaunch().GetGrid() != pluginpb.GridRule_GRID_RULE_KV_STREAM || !p.GetLaunch().GetOverlapPrevious() {
 		t.Errorf("wire kernel %v", p)
 	}
 }
 
 func TestKernelValidate(t *testing.T) {
-	for _, k := range []Kernel{validKernel(), splitKernel()} {
+	for _, k := range []Kernel{validKernel(), splitKernel(), streamKernel()} {
 		if err := k.Validate(KindAttention); err != nil {
 			t.Fatal(err)
 		}
@@ -104,6 +118,14 @@ func TestKernelValidate(t *testing.T) {
 			k.Launch.Grid, k.Launch.TileKV = GridKVSplitsKVHeadsSeqs, 64
 		}, "needs ABI version 3"},
 		{"splits without tile", func(k *Kernel) { k.Launch.Grid = GridKVSplitsKVHeadsSeqs }, "tile_kv"},
+		{"v3 with stream rule", func(k *Kernel) { k.ABIVersion, k.Launch.Grid, k.Launch.TileKV = 3, GridKVStream, 64 }, "grid rule KV_STREAM needs ABI version 4"},
+		{"v1 with stream rule", func(k *Kernel) {
+			k.ABIVersion, k.WorkspaceBytesPerRow, k.WorkspaceBytesPerScore = 1, 0, 0
+			k.Launch.Grid, k.Launch.TileKV = GridKVStream, 64
+		}, "grid rule KV_STREAM needs ABI version 4"},
+		{"stream without tile", func(k *Kernel) { k.Launch.Grid = GridKVStream }, "tile_kv"},
+		{"v3 overlapping", func(k *Kernel) { k.ABIVersion, k.Launch.OverlapPrevious = 3, true }, "overlap_previous needs ABI version 4"},
+		{"v2 overlapping", func(k *Kernel) { k.ABIVersion, k.Launch.OverlapPrevious = 2, true }, "overlap_previous needs ABI version 4"},
 	} {
 		k := validKernel()
 		tt.edit(&k)

@@ -77,12 +77,19 @@ const (
 	// at the kernel's block and shared memory). The kernel reads the split
 	// count from gridDim.x (ABI version 3).
 	GridKVSplitsKVHeadsSeqs GridRule = GridRule(pluginpb.GridRule_GRID_RULE_KV_SPLITS_KV_HEADS_SEQS)
+	// GridKVStream is (blocks, 1, 1) with blocks = min(resident,
+	// ceil(max_kv_len / TileKV) × num_kv_heads × num_seqs), 0 when
+	// max_kv_len is 0, resident as for GridKVSplitsKVHeadsSeqs: stream-K
+	// style split-KV decode, the kernel sharing the keys of all (sequence,
+	// KV head) pairs evenly among gridDim.x blocks by the heads' real
+	// lengths (ABI version 4).
+	GridKVStream GridRule = GridRule(pluginpb.GridRule_GRID_RULE_KV_STREAM)
 )
 
 // ABIVersion is the newest kernel ABI (LONGCTX_ABI_VERSION in
 // kernels/abi/common.h) this SDK describes; kernels of versions 1 to
 // ABIVersion are accepted.
-const ABIVersion = 3
+const ABIVersion = 4
 
 // Launch is a kernel's launch geometry.
 type Launch struct {
@@ -90,6 +97,12 @@ type Launch struct {
 	BlockX, BlockY, BlockZ int
 	TileQ, TileKV          int
 	SharedMemBytes         int
+	// OverlapPrevious lets the engine start the kernel while the kernel
+	// before it on the stream is still finishing (CUDA programmatic
+	// dependent launch, where the GPU has it): the kernel must call
+	// longctx_wait_previous (griddepcontrol.wait) before it touches memory
+	// (ABI version 4, kernels/abi/launch.h).
+	OverlapPrevious bool
 }
 
 // Kernel is one entry point for a role. Exactly one of CUDASource, PTX and
@@ -151,6 +164,11 @@ func (k *Kernel) Validate(kind Kind) error {
 		return fmt.Errorf("kernel %s %s: per-row or per-score workspace and grid rule ROWS need ABI version 2, kernel says %d", k.Role, k.Entry, k.ABIVersion)
 	case k.ABIVersion < 3 && k.Launch.Grid == GridKVSplitsKVHeadsSeqs:
 		return fmt.Errorf("kernel %s %s: grid rule KV_SPLITS_KV_HEADS_SEQS needs ABI version 3, kernel says %d", k.Role, k.Entry, k.ABIVersion)
+	case k.ABIVersion < 4 && k.Launch.Grid == GridKVStream:
+		return fmt.Errorf("kernel %s %s: grid rule KV_STREAM needs ABI version 4, kernel says %d", k.Role, k.Entry, k.ABIVersion)
+	case k.ABIVersion < 4 && k.Launch.OverlapPrevious:
+		// An older kernel does not wait for the one before it.
+		return fmt.Errorf("kernel %s %s: overlap_previous needs ABI version 4, kernel says %d", k.Role, k.Entry, k.ABIVersion)
 	case k.Launch.BlockX <= 0 || k.Launch.BlockY <= 0 || k.Launch.BlockZ <= 0:
 		return fmt.Errorf("kernel %s %s: block %dx%dx%d", k.Role, k.Entry, k.Launch.BlockX, k.Launch.BlockY, k.Launch.BlockZ)
 	case k.Launch.SharedMemBytes < 0:
@@ -167,7 +185,7 @@ func (l Launch) validateGrid() error {
 		if l.TileQ <= 0 {
 			return fmt.Errorf("grid rule %d needs a positive tile_q, got %d", l.Grid, l.TileQ)
 		}
-	case GridKVTilesKVHeadsSeqs, GridKVSplitsKVHeadsSeqs:
+	case GridKVTilesKVHeadsSeqs, GridKVSplitsKVHeadsSeqs, GridKVStream:
 		if l.TileKV <= 0 {
 			return fmt.Errorf("grid rule %d needs a positive tile_kv, got %d", l.Grid, l.TileKV)
 		}
@@ -251,7 +269,7 @@ func kernelToPB(k Kernel) *pluginpb.Kernel {
 		Launch: &pluginpb.Launch{
 			Grid: pluginpb.GridRule(k.Launch.Grid), BlockX: int32(k.Launch.BlockX), BlockY: int32(k.Launch.BlockY),
 			BlockZ: int32(k.Launch.BlockZ), TileQ: int32(k.Launch.TileQ), TileKv: int32(k.Launch.TileKV),
-			SharedMemBytes: int32(k.Launch.SharedMemBytes),
+			SharedMemBytes: int32(k.Launch.SharedMemBytes), OverlapPrevious: k.Launch.OverlapPrevious,
 		},
 	}
 	switch {
@@ -275,6 +293,7 @@ func kernelFromPB(p *pluginpb.Kernel) Kernel {
 		Launch: Launch{
 			Grid: GridRule(l.GetGrid()), BlockX: int(l.GetBlockX()), BlockY: int(l.GetBlockY()), BlockZ: int(l.GetBlockZ()),
 			TileQ: int(l.GetTileQ()), TileKV: int(l.GetTileKv()), SharedMemBytes: int(l.GetSharedMemBytes()),
+			OverlapPrevious: l.GetOverlapPrevious(),
 		},
 	}
 }

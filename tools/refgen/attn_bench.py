@@ -21,6 +21,19 @@ prefill 4*N^2*d*heads*batch/2 flops and Q+K+V+O bytes, decode
 4*N*d*heads*batch flops and K+V bytes (the GQA K/V, even where a backend
 needs them repeated).
 
+--cold-l2 follows `harness bench attention --cold-l2`: instead of every
+call reading the same q/k/v (so that what one call leaves in L2 serves the
+next, "l2": "warm"), each shape gets input sets, each with q, k and v of
+its own, as many as hold together at least 4x the device's L2
+(torch.cuda.get_device_properties(0).L2_cache_size), never fewer than 2:
+cold_sets(), the rule of attnbench.ColdSets, on the bytes one call reads
+(q + the N rows of k and v). The calls use set i % n in turn, and a
+captured graph holds whole turns (graph_calls), so consecutive calls never
+read the same memory. Sets that do not all fit in GPU memory: the row runs
+with those that do if at least 2 (and says so in "note"), else it is an
+"oom" row. Rows record "l2" ("cold" or "warm"), "l2_bytes", "input_sets"
+and "input_set_bytes" as the harness's rows do.
+
 GQA goes through enable_gqa=True; a backend that refuses it gets K/V
 repeated with repeat_interleave, recorded as "gqa": "repeat_interleave".
 A backend that fails (unsupported shape, out of memory, compile error) is a
@@ -33,7 +46,7 @@ harness's rows.
 
     python3 tools/refgen/attn_bench.py --out bench/out/attention/torch.jsonl \\
         [--n 1k,2k,4k,8k,16k,32k,64k] [--batch 1,8] [--phase prefill,decode] \\
-        [--backends sdpa-flash,sdpa-cudnn,flex] [--time-budget-s 300]
+        [--backends sdpa-flash,sdpa-cudnn,flex] [--time-budget-s 300] [--cold-l2]
 """
 import argparse
 import datetime
@@ -53,6 +66,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 BACKENDS = ("sdpa-flash", "sdpa-cudnn", "flex")
 SDPA_BACKENDS = {"sdpa-flash": SDPBackend.FLASH_ATTENTION, "sdpa-cudnn": SDPBackend.CUDNN_ATTENTION}
 MAX_GRAPH_CALLS = 64  # as attnbench's maxGraphLaunches
+COLD_L2_FACTOR = 4  # as attnbench.ColdL2Factor
+MAX_INPUT_SETS = 1024  # as attnbench.MaxInputSets
 
 
 def parse_size(s):
@@ -113,6 +128,49 @@ def bytes_moved(phase, b, n, h, kvh, d):
     return kv + 2.0 * b * n * h * d * 2
 
 
+def input_bytes(phase, b, n, h, kvh, d):
+    """Bytes one call reads from its inputs: q and the N rows of k and v
+    (attnbench's Shape.InputBytes)."""
+    nq = n if phase == "prefill" else 1
+    return b * nq * h * d * 2 + 2 * b * kvh * n * d * 2
+
+
+def cold_sets(per_set, l2_bytes):
+    """Input sets of a --cold-l2 row, as attnbench.ColdSets: the fewest
+    that hold together COLD_L2_FACTOR x the L2, never fewer than 2. Raises
+    ValueError where that would be more than MAX_INPUT_SETS."""
+    if l2_bytes <= 0:
+        raise ValueError(f"cold L2: the device's L2 cache size is not known ({l2_bytes} bytes)")
+    n = max(2, -(-COLD_L2_FACTOR * l2_bytes // per_set))
+    if n > MAX_INPUT_SETS:
+        raise ValueError(f"cold L2: {per_set} bytes read per call: {n} input sets would be needed to hold "
+                         f"{COLD_L2_FACTOR}x the {l2_bytes}-byte L2, more than {MAX_INPUT_SETS}")
+    return n
+
+
+def graph_calls(want, cycle):
+    """Calls one captured graph holds, as attnbench's graphLaunches: want,
+    at most MAX_GRAPH_CALLS, and with cycle input sets a whole number of
+    turns through them (at least one)."""
+    n = min(want, MAX_GRAPH_CALLS)
+    if cycle > 1:
+        n = max(1, n // cycle) * cycle
+    return n
+
+
+def rotating(calls):
+    """One call that runs calls[0], calls[1], ... in turn, one per call."""
+    if len(calls) == 1:
+        return calls[0]
+    state = {"next": 0}
+
+    def call():
+        i = state["next"]
+        state["next"] = (i + 1) % len(calls)
+        return calls[i]()
+    return call
+
+
 def bytes_counted(phase):
     return "K+V read" if phase == "decode" else "Q+K+V read + O written"
 
@@ -143,10 +201,11 @@ def capture(fn, n):
     return g
 
 
-def measure(fn, args, use_graph):
+def measure(fn, args, use_graph, cycle=1):
     """Per-call seconds of fn, as attnbench's measure: warm-up, calls per
     measurement for about min_time, graph replay when possible, median of
-    the repeats (fewer when they would take more than max_time)."""
+    the repeats (fewer when they would take more than max_time). cycle is
+    the number of input sets fn rotates through (graph_calls)."""
     min_time, max_time = args.min_time_ms / 1e3, args.max_time_s
     one = event_time(fn, 1)
     if one < min_time:
@@ -156,8 +215,9 @@ def measure(fn, args, use_graph):
     per_call, call, graph, note = 1, fn, None, None
     if use_graph and want > 1:
         try:
-            graph = capture(fn, min(want, MAX_GRAPH_CALLS))
-            per_call, call = min(want, MAX_GRAPH_CALLS), graph.replay
+            n = graph_calls(want, cycle)
+            graph = capture(fn, n)
+            per_call, call = n, graph.replay
         except Exception as e:  # not capturable: time call by call
             graph, note = None, f"graph capture failed: {type(e).__name__}: {e}"[:300]
             torch.cuda.synchronize()
@@ -243,33 +303,38 @@ def is_oom(e):
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
 
 
-def try_backend(backend, phase, q, k, v, gqa, args, flex):
-    """(status, error, measurement) of one way of running the backend."""
+def try_backend(backend, phase, sets, gqa, args, flex):
+    """(status, error, measurement) of one way of running the backend on
+    the input sets [(q, k, v)], in turn."""
     caught = []
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            if gqa == "native":
-                kk, vv = k, v
-            else:
-                rep = q.shape[1] // k.shape[1]
-                kk, vv = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-            call = make_call(backend, phase, q, kk, vv, gqa == "native", flex)
+            calls = []
+            for q, k, v in sets:
+                if gqa == "native":
+                    kk, vv = k, v
+                else:
+                    rep = q.shape[1] // k.shape[1]
+                    kk, vv = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+                calls.append(make_call(backend, phase, q, kk, vv, gqa == "native", flex))
+            call = rotating(calls)
             call()  # compiles flex; raises if the backend refuses the inputs
             torch.cuda.synchronize()
-            m = measure(call, args, use_graph=not args.no_graph)
+            m = measure(call, args, use_graph=not args.no_graph, cycle=len(calls))
         m["gqa"] = gqa
         return "ok", None, m
     except Exception as e:  # a backend's failure is a row, never a crash
         return ("oom" if is_oom(e) else "error"), error_text(e, caught), None
 
 
-def run_backend(backend, phase, q, k, v, args, flex):
+def run_backend(backend, phase, sets, args, flex):
     """One row's timing: enable_gqa first, then K/V repeated per query head."""
+    q, k, _ = sets[0]
     ways = ["native", "repeat_interleave"] if q.shape[1] > k.shape[1] else ["native"]
     errors = []
     for gqa in ways:
-        status, err, m = try_backend(backend, phase, q, k, v, gqa, args, flex)
+        status, err, m = try_backend(backend, phase, sets, gqa, args, flex)
         free_memory()
         if m is not None:
             if errors:
@@ -282,11 +347,19 @@ def run_backend(backend, phase, q, k, v, args, flex):
     return {"status": status, "error": " || ".join(e for _, e in errors)}
 
 
-def print_table(rows, copy_gbps, args):
+def print_table(rows, copy_gbps, args, l2_bytes):
     print(f"PyTorch {torch.__version__} attention on {torch.cuda.get_device_name(0)} (driver {driver_version()})")
     print(f"device copy bandwidth: {copy_gbps:.0f} GB/s ({args.copy_bytes} bytes, tensor.copy_, read + write)")
     print("TFLOP/s: prefill 4*N^2*d*heads*batch/2 (causal), decode 4*N*d*heads*batch; GB/s: prefill Q+K+V+O, decode K+V read")
+    l2 = f"{l2_bytes >> 20} MiB L2"
+    if args.cold_l2:
+        print(f"L2: cold (--cold-l2): calls take input sets (q, k, v of their own) in turn, "
+              f"as many (\"sets\") as hold >= {COLD_L2_FACTOR}x the {l2} together")
+    else:
+        print(f"L2: warm: every call reads the same inputs, and what one leaves in the {l2} serves the next (--cold-l2: not)")
     hdr = f"{'backend':>10s} {'phase':>7s} {'batch':>5s} {'N':>6s} {'status':>7s} {'ms':>9s} {'TFLOP/s':>8s} {'GB/s':>6s} {'% copy':>6s} {'gqa':>17s}"
+    if args.cold_l2:
+        hdr += f" {'sets':>5s}"
     print(hdr)
 
     def f(v, fmt, width):
@@ -295,10 +368,49 @@ def print_table(rows, copy_gbps, args):
     for r in rows:
         print(f"{r['plugin']:>10s} {r['phase']:>7s} {r['batch']:5d} {r['n']:6d} {r['status']:>7s} "
               f"{f(r.get('ms'), '9.4f', 9)} {f(r.get('tflops'), '8.1f', 8)} {f(r.get('gbps'), '6.0f', 6)} "
-              f"{f(r.get('pct_copy'), '5.0f', 5)}{'%' if r.get('pct_copy') is not None else ' '} {r.get('gqa') or '-':>17s}")
+              f"{f(r.get('pct_copy'), '5.0f', 5)}{'%' if r.get('pct_copy') is not None else ' '} {r.get('gqa') or '-':>17s}"
+              + (f" {sets_cell(r):>5s}" if args.cold_l2 else ""))
     for r in rows:
         if r.get("error"):
             print(f"{r['plugin']} {r['phase']} batch {r['batch']} N {r['n']}: {r['status']}: {r['error']}")
+        if r.get("note"):
+            print(f"{r['plugin']} {r['phase']} batch {r['batch']} N {r['n']}: * {r['note']}")
+
+
+def sets_cell(r):
+    if r.get("status") != "ok" or not r.get("input_sets"):
+        return "-"
+    return str(r["input_sets"]) + ("*" if "input sets fit" in (r.get("note") or "") else "")
+
+
+def make_sets(phase, b, n, H, KVH, D, per_set, l2_bytes, cold):
+    """([(q, k, v)], alloc_err, note): one input set when warm; with cold,
+    cold_sets() of them, or as many as fit in GPU memory if at least 2
+    (note says so). alloc_err is (status, message) when none can run."""
+    nq = n if phase == "prefill" else 1
+    want = 1
+    if cold:
+        try:
+            want = cold_sets(per_set, l2_bytes)
+        except ValueError as e:
+            return [], ("error", str(e)), None
+    sets, note = [], None
+    for i in range(want):
+        try:
+            sets.append((torch.randn(b, H, nq, D, dtype=torch.bfloat16, device="cuda"),
+                         torch.randn(b, KVH, n, D, dtype=torch.bfloat16, device="cuda"),
+                         torch.randn(b, KVH, n, D, dtype=torch.bfloat16, device="cuda")))
+        except Exception as e:
+            free_memory()
+            if cold and i >= 2 and is_oom(e):
+                note = (f"cold L2: only {i} of {want} input sets fit in device memory, "
+                        f"together {i * per_set / l2_bytes:.1f}x the L2 rather than {COLD_L2_FACTOR}x")
+                break
+            what = f"cold L2: input set {i + 1} of {want} ({per_set} bytes read per call)" if cold else "inputs"
+            sets = []
+            free_memory()
+            return [], ("oom" if is_oom(e) else "error", f"{what}: {type(e).__name__}: {e}"[:2000]), None
+    return sets, None, note
 
 
 def main():
@@ -317,6 +429,9 @@ def main():
     ap.add_argument("--max-iters", type=int, default=10000)
     ap.add_argument("--copy-bytes", type=parse_bytes, default=1 << 30)
     ap.add_argument("--no-graph", action="store_true", help="time call by call instead of replaying a CUDA graph")
+    ap.add_argument("--cold-l2", action="store_true",
+                    help="give every call inputs of its own, in turn through sets holding together >= 4x the GPU's L2, "
+                         "so no call reads what an earlier one left in L2 (as harness bench attention --cold-l2)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--time-budget-s", type=float, default=0, help="rows that would start later are 'skipped' (0: no limit)")
     args = ap.parse_args()
@@ -342,8 +457,12 @@ def main():
             setattr(torch._dynamo.config, name, 1024)
     torch.manual_seed(args.seed)
     H, KVH, D = args.heads, args.kv_heads, args.head_dim
+    l2_bytes = int(getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 0))
+    if args.cold_l2 and l2_bytes <= 0:
+        sys.exit("attn_bench.py: --cold-l2: torch reports no L2 cache size for this device")
     base = {"source": "torch", "card": torch.cuda.get_device_name(0), "driver": driver_version(), "date": now_iso(),
-            "plugin_version": torch.__version__, "heads": H, "kv_heads": KVH, "head_dim": D}
+            "plugin_version": torch.__version__, "heads": H, "kv_heads": KVH, "head_dim": D,
+            "l2": "cold" if args.cold_l2 else "warm", "l2_bytes": l2_bytes}
     impl = getattr(torch.nn.attention, "current_flash_attention_impl", None)
     flash_impl = impl() if callable(impl) else None
 
@@ -361,19 +480,16 @@ def main():
     for phase in phases:
         for b in args.batch:
             for n in args.n:
-                nq = n if phase == "prefill" else 1
-                q = k = v = None
-                alloc_err = None
-                try:
-                    q = torch.randn(b, H, nq, D, dtype=torch.bfloat16, device="cuda")
-                    k = torch.randn(b, KVH, n, D, dtype=torch.bfloat16, device="cuda")
-                    v = torch.randn(b, KVH, n, D, dtype=torch.bfloat16, device="cuda")
-                except Exception as e:
-                    alloc_err = ("oom" if is_oom(e) else "error", f"inputs: {type(e).__name__}: {e}"[:2000])
+                per_set = input_bytes(phase, b, n, H, KVH, D)
+                sets, alloc_err, note = make_sets(phase, b, n, H, KVH, D, per_set, l2_bytes, args.cold_l2)
                 for backend in backends:
                     row = dict(base, plugin=backend, phase=phase, batch=b, n=n, kv_capacity=n,
                                gbps_counts=bytes_counted(phase), copy_gbps=copy_gbps,
-                               ms=None, tflops=None, gbps=None)
+                               input_set_bytes=per_set, ms=None, tflops=None, gbps=None)
+                    if sets:
+                        row["input_sets"] = len(sets)
+                    if note:
+                        row["note"] = note
                     if backend == "sdpa-flash" and flash_impl:
                         row["flash_impl"] = flash_impl
                     if args.time_budget_s and time.perf_counter() - t0 > args.time_budget_s:
@@ -383,7 +499,7 @@ def main():
                     elif backend == "flex" and flex is None:
                         row.update(status="error", error="flex_attention could not be imported or compiled")
                     else:
-                        r = run_backend(backend, phase, q, k, v, args, flex)
+                        r = run_backend(backend, phase, sets, args, flex)
                         if "median" in r:
                             sec = r["median"]
                             row.update(status="ok", ms=sec * 1e3, min_ms=r["min"] * 1e3,
@@ -391,7 +507,7 @@ def main():
                                        gbps=bytes_moved(phase, b, n, H, KVH, D) / sec / 1e9,
                                        timing=r["timing"], iters=r["iters"], repeats=r["repeats"], gqa=r["gqa"])
                             if r.get("note"):
-                                row["note"] = r["note"]
+                                row["note"] = "; ".join(x for x in (note, r["note"]) if x)
                             if phase == "decode" and copy_gbps > 0:
                                 row["pct_copy"] = 100 * row["gbps"] / copy_gbps
                         else:
@@ -400,15 +516,19 @@ def main():
                     msg = f"{backend} {phase} batch {b} N {n}: {row['status']}"
                     if row["ms"] is not None:
                         msg += f" {row['ms']:.4f} ms, {row['tflops']:.1f} TFLOP/s, {row['gbps']:.0f} GB/s ({row['gqa']})"
+                        if args.cold_l2:
+                            msg += f" (L2 cold: {len(sets)} input sets)"
+                    if row.get("note"):
+                        msg += "; " + row["note"]
                     print(msg, file=sys.stderr, flush=True)
                     if out:
                         out.write(json.dumps(row) + "\n")
                         out.flush()
-                del q, k, v
+                del sets
                 free_memory()
     if out:
         out.close()
-    print_table(rows, copy_gbps, args)
+    print_table(rows, copy_gbps, args, l2_bytes)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,9 @@ type Options struct {
 	// short launches are repeated back to back until their sum reaches it,
 	// so event resolution and launch gaps do not count.
 	MinTime time.Duration
-	// MaxIters caps the launches of one measurement (default 10000).
+	// MaxIters caps the launches of one measurement (default 10000),
+	// except that a cold-L2 graph holds at least one turn through its
+	// input sets (at most MaxInputSets launches).
 	MaxIters int
 	// Repeats is the number of measurements whose median is reported
 	// (default 5).
@@ -69,6 +71,20 @@ type Options struct {
 	NoGraph bool
 	// Seed seeds the random inputs.
 	Seed uint64
+	// ColdL2 makes every launch read inputs that the launches before it
+	// did not leave in the L2 cache, as a decode step inside a model meets
+	// them (other layers' weights and caches stream through in between).
+	// Run then allocates ColdSets input sets, each with its own Q, K and V
+	// and K/V descriptor arrays (output, positions and workspace are
+	// shared: written, tiny, or rewritten by every launch), and the timed
+	// launches rotate through them in order, within a captured graph too.
+	// Without it (warm) every launch reads the same buffers, and what one
+	// launch left in L2 serves the next: a shape whose inputs are not much
+	// larger than L2 times faster than it would run in a model.
+	ColdL2 bool
+	// L2Bytes is the device's L2 cache size (cuda.DeviceInfo.L2Bytes),
+	// which ColdL2 needs to size the input sets.
+	L2Bytes int64
 }
 
 func (o Options) withDefaults() Options {
@@ -88,8 +104,41 @@ func (o Options) withDefaults() Options {
 }
 
 // maxGraphLaunches bounds the launches captured in one graph: enough to
-// hide the per-graph launch cost, few enough to instantiate quickly.
+// hide the per-graph launch cost, few enough to instantiate quickly. A
+// cold-L2 graph holds a whole number of cycles through its input sets
+// instead, at least one (graphLaunches).
 const maxGraphLaunches = 64
+
+// ColdL2Factor is how many times the device's L2 cache the input sets of a
+// cold-L2 run hold together, at least: with L2's replacement, nothing a
+// launch reads is left when its set comes round again.
+const ColdL2Factor = 4
+
+// MaxInputSets bounds the input sets of a cold-L2 run, and so the launches
+// of one cycle. A shape that reads so little per launch that it would
+// need more (on an H100's 50 MB L2, under 200 KB) cannot be timed cold.
+const MaxInputSets = 1024
+
+// ColdSets is the number of input sets a cold-L2 run of shape rotates
+// through on a device with l2Bytes of L2: the fewest whose InputBytes
+// together reach ColdL2Factor × l2Bytes, and never fewer than 2, so that
+// consecutive launches never read the same memory. tools/refgen's
+// attn_bench.py --cold-l2 follows the same rule.
+func ColdSets(shape Shape, l2Bytes int64) (int, error) {
+	if l2Bytes <= 0 {
+		return 0, fmt.Errorf("cold L2: the device's L2 cache size is not known (%d bytes)", l2Bytes)
+	}
+	per := shape.InputBytes()
+	if per <= 0 {
+		return 0, fmt.Errorf("cold L2: %v reads %d bytes per launch", shape, per)
+	}
+	n := max(2, (ColdL2Factor*l2Bytes+per-1)/per)
+	if n > MaxInputSets {
+		return 0, fmt.Errorf("cold L2: %v reads %d bytes per launch: %d input sets would be needed to hold %d× the %d-byte L2, more than %d",
+			shape, per, n, ColdL2Factor, l2Bytes, MaxInputSets)
+	}
+	return int(n), nil
+}
 
 // Status is the outcome of one shape.
 type Status string
@@ -121,6 +170,20 @@ type Result struct {
 	// WorkspaceBytes is the role's workspace for the shape, DeviceBytes
 	// everything allocated for it (inputs, output, descriptors, workspace).
 	WorkspaceBytes, DeviceBytes int64
+
+	// ColdL2 is Options.ColdL2: the launches rotated through InputSets
+	// input sets of InputSetBytes (Shape.InputBytes) each, on a device
+	// with L2Bytes of L2. Warm: InputSets is 1, L2Bytes 0. A cold result
+	// that failed before the sets were counted has InputSets 0.
+	ColdL2        bool
+	InputSets     int
+	InputSetBytes int64
+	L2Bytes       int64
+	// Note says what the figures must be read with: a cold run that got
+	// fewer input sets than ColdSets asked for because the device had not
+	// the memory (at least 2: consecutive launches still read different
+	// memory, but less than ColdL2Factor × L2 of it).
+	Note string
 }
 
 // Run allocates the inputs of shape on the device, launches role once to
@@ -129,8 +192,16 @@ type Result struct {
 // come back in the Result: StatusOOM when the device had not the memory,
 // StatusError otherwise. A kernel that faults leaves the context unusable
 // (CUDA's sticky errors), so later shapes fail too.
+//
+// With Options.ColdL2 the output, positions and workspace are allocated
+// first, then the ColdSets input sets; when the device runs out of memory
+// after two sets or more, the run goes on with those and says so in
+// Result.Note, and before two it is StatusOOM.
 func Run(d Driver, s cuda.Stream, role Launcher, shape Shape, opts Options) (res Result) {
-	res = Result{Shape: shape, Status: StatusOK}
+	res = Result{Shape: shape, Status: StatusOK, ColdL2: opts.ColdL2, InputSetBytes: shape.InputBytes()}
+	if !opts.ColdL2 {
+		res.InputSets = 1
+	}
 	fail := func(err error) Result {
 		res.Status, res.Err = StatusError, err
 		if cuda.IsOutOfMemory(err) {
@@ -146,6 +217,15 @@ func Run(d Driver, s cuda.Stream, role Launcher, shape Shape, opts Options) (res
 		return fail(fmt.Errorf("%v: role %s, want %s", shape, role.Name(), shape.Phase.Role()))
 	}
 	opts = opts.withDefaults()
+	want := 1
+	if opts.ColdL2 {
+		res.L2Bytes = opts.L2Bytes
+		n, err := ColdSets(shape, opts.L2Bytes)
+		if err != nil {
+			return fail(err)
+		}
+		want, res.InputSets = n, n
+	}
 	a := &arena{d: d}
 	defer func() {
 		// Kernels may still run after a failed launch sequence: wait
@@ -155,19 +235,50 @@ func Run(d Driver, s cuda.Stream, role Launcher, shape Shape, opts Options) (res
 			res = fail(fmt.Errorf("%v: freeing: %w", shape, err))
 		}
 	}()
-	p, err := upload(a, s, shape, opts.Seed)
+	u, err := newUploader(a, s, opts.Seed)
+	if err != nil {
+		return fail(fmt.Errorf("%v: inputs: %w", shape, err))
+	}
+	base, keyPos, err := u.shared(shape)
 	if err != nil {
 		return fail(fmt.Errorf("%v: inputs: %w", shape, err))
 	}
 	res.WorkspaceBytes = role.Workspace(shape.Batch, shape.Heads, shape.NumQ(), shape.Capacity())
 	if res.WorkspaceBytes > 0 {
-		if p.Workspace, err = a.alloc(res.WorkspaceBytes, "workspace"); err != nil {
+		if base.Workspace, err = a.alloc(res.WorkspaceBytes, "workspace"); err != nil {
 			return fail(fmt.Errorf("%v: %w", shape, err))
 		}
-		p.WorkspaceBytes = uint64(res.WorkspaceBytes)
+		base.WorkspaceBytes = uint64(res.WorkspaceBytes)
+	}
+	sets := make([]kernelrun.AttentionParams, 0, want)
+	for i := range want {
+		mark := a.mark()
+		p, err := u.inputSet(shape, base, keyPos, i)
+		if err == nil {
+			sets = append(sets, p)
+			continue
+		}
+		if !opts.ColdL2 {
+			return fail(fmt.Errorf("%v: inputs: %w", shape, err))
+		}
+		if i < 2 || !cuda.IsOutOfMemory(err) {
+			return fail(fmt.Errorf("%v: cold L2: input set %d of %d (%d bytes read per launch): %w", shape, i+1, want, res.InputSetBytes, err))
+		}
+		// Two sets or more fit: time with those, and say so. Copies into
+		// the set given up may still be queued.
+		if err := errors.Join(d.StreamSynchronize(s), a.rollback(mark)); err != nil {
+			return fail(fmt.Errorf("%v: cold L2: giving up input set %d: %w", shape, i+1, err))
+		}
+		res.InputSets = i
+		res.Note = fmt.Sprintf("cold L2: only %d of %d input sets fit in device memory, together %.1f× the L2 rather than %d×",
+			i, want, float64(int64(i)*res.InputSetBytes)/float64(opts.L2Bytes), ColdL2Factor)
+		break
+	}
+	if err := u.sync(); err != nil {
+		return fail(fmt.Errorf("%v: inputs: %w", shape, err))
 	}
 	res.DeviceBytes = a.bytes
-	m, err := measure(d, s, func() error { return role.Launch(s, &p) }, opts, !opts.NoGraph)
+	m, err := measure(d, s, rotate(role, s, sets), opts, !opts.NoGraph, len(sets))
 	if err != nil {
 		return fail(fmt.Errorf("%v: %w", shape, err))
 	}
@@ -175,6 +286,18 @@ func Run(d Driver, s cuda.Stream, role Launcher, shape Shape, opts Options) (res
 	res.TFLOPS, res.GBps = shape.FLOPs()/m.median/1e12, shape.Bytes()/m.median/1e9
 	res.Iters, res.Repeats, res.Graph = m.iters, m.repeats, m.graph
 	return res
+}
+
+// rotate is the launch of role on sets[0], sets[1], …, sets[n-1],
+// sets[0], … in turn, one set per call; a graph captured from it holds
+// the same rotation.
+func rotate(role Launcher, s cuda.Stream, sets []kernelrun.AttentionParams) func() error {
+	next := 0
+	return func() error {
+		p := &sets[next]
+		next = (next + 1) % len(sets)
+		return role.Launch(s, p)
+	}
 }
 
 // CopyResult is the device-to-device copy bandwidth.
@@ -207,7 +330,7 @@ func CopyBandwidth(d Driver, s cuda.Stream, bytes int64, opts Options) (_ CopyRe
 	if err != nil {
 		return CopyResult{}, fmt.Errorf("copy bandwidth: %w", err)
 	}
-	m, err := measure(d, s, func() error { return d.MemcpyDtoDAsync(dst, src, uint64(bytes), s) }, opts, false)
+	m, err := measure(d, s, func() error { return d.MemcpyDtoDAsync(dst, src, uint64(bytes), s) }, opts, false, 1)
 	if err != nil {
 		return CopyResult{}, fmt.Errorf("copy bandwidth of %d bytes: %w", bytes, err)
 	}
@@ -218,6 +341,7 @@ func CopyBandwidth(d Driver, s cuda.Stream, bytes int64, opts Options) (_ CopyRe
 type arena struct {
 	d     Driver
 	ptrs  []cuda.DevicePtr
+	sizes []int64
 	bytes int64
 }
 
@@ -226,21 +350,28 @@ func (a *arena) alloc(n int64, what string) (cuda.DevicePtr, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%s (%d bytes): %w", what, n, err)
 	}
-	a.ptrs = append(a.ptrs, p)
+	a.ptrs, a.sizes = append(a.ptrs, p), append(a.sizes, n)
 	a.bytes += n
 	return p, nil
 }
 
-func (a *arena) free() error {
+// mark is the point rollback goes back to.
+func (a *arena) mark() int { return len(a.ptrs) }
+
+// rollback frees what was allocated after mark, last first.
+func (a *arena) rollback(mark int) error {
 	var errs []error
-	for i := len(a.ptrs) - 1; i >= 0; i-- {
+	for i := len(a.ptrs) - 1; i >= mark; i-- {
 		if err := a.d.MemFree(a.ptrs[i]); err != nil {
 			errs = append(errs, err)
 		}
+		a.bytes -= a.sizes[i]
 	}
-	a.ptrs, a.bytes = nil, 0
+	a.ptrs, a.sizes = a.ptrs[:mark], a.sizes[:mark]
 	return errors.Join(errs...)
 }
+
+func (a *arena) free() error { return a.rollback(0) }
 
 // poolElems is the size of the block of random bf16 values every input is
 // tiled from: generating gigabytes on the host would take longer than
@@ -248,110 +379,142 @@ func (a *arena) free() error {
 // repeating.
 const poolElems = 8 << 20
 
-// upload puts shape's inputs on the device: Q [batch][numQ][heads·d];
-// per sequence K and V [kvHeads][capacity][d] (the engine's cache layout)
-// with rows 0..N-1 at positions 0..N-1; the K and V descriptor arrays,
-// seq·kvHeads + head; query positions (prefill 0..N-1, decode N-1); and an
-// output of Q's shape.
-func upload(a *arena, s cuda.Stream, sh Shape, seed uint64) (kernelrun.AttentionParams, error) {
-	d := a.d
-	var host [][]byte // kept until the stream has read them
-	put := func(b []byte, what string) (cuda.DevicePtr, error) {
-		p, err := a.alloc(int64(len(b)), what)
-		if err != nil {
-			return 0, err
-		}
-		host = append(host, b)
-		if err := d.MemcpyHtoDAsync(p, b, s); err != nil {
-			return 0, fmt.Errorf("%s: %w", what, err)
-		}
-		return p, nil
-	}
-	pool, err := put(randomBF16(poolElems, seed), "random pool")
+// uploader fills the buffers of one shape: copies of host data, and tiles
+// of a block of random values on the device. The host data are kept until
+// sync.
+type uploader struct {
+	a    *arena
+	s    cuda.Stream
+	pool cuda.DevicePtr
+	host [][]byte
+}
+
+func newUploader(a *arena, s cuda.Stream, seed uint64) (*uploader, error) {
+	u := &uploader{a: a, s: s}
+	var err error
+	u.pool, err = u.put(randomBF16(poolElems, seed), "random pool")
+	return u, err
+}
+
+// put allocates a buffer and copies b into it.
+func (u *uploader) put(b []byte, what string) (cuda.DevicePtr, error) {
+	p, err := u.a.alloc(int64(len(b)), what)
 	if err != nil {
-		return kernelrun.AttentionParams{}, err
+		return 0, err
 	}
+	u.host = append(u.host, b)
+	if err := u.a.d.MemcpyHtoDAsync(p, b, u.s); err != nil {
+		return 0, fmt.Errorf("%s: %w", what, err)
+	}
+	return p, nil
+}
+
+// random allocates n bytes and tiles them from the pool, starting at a
+// place that differs with salt; a negative salt leaves them unset.
+func (u *uploader) random(n int64, what string, salt int) (cuda.DevicePtr, error) {
 	const poolBytes = 2 * poolElems
-	// fill tiles n bytes at dst from the pool, starting at a place that
-	// differs per buffer.
-	fill := func(dst cuda.DevicePtr, n int64, salt int) error {
-		off := int64(salt) * 2 * 7919 % poolBytes
-		for n > 0 {
-			c := min(n, poolBytes-off)
-			if err := d.MemcpyDtoDAsync(dst, pool+cuda.DevicePtr(off), uint64(c), s); err != nil {
-				return err
-			}
-			dst, n, off = dst+cuda.DevicePtr(c), n-c, 0
-		}
-		return nil
-	}
-	alloc := func(n int64, what string, salt int) (cuda.DevicePtr, error) {
-		p, err := a.alloc(n, what)
-		if err == nil && salt >= 0 {
-			if err = fill(p, n, salt); err != nil {
-				err = fmt.Errorf("%s: %w", what, err)
-			}
-		}
+	p, err := u.a.alloc(n, what)
+	if err != nil || salt < 0 {
 		return p, err
 	}
+	dst, off := p, int64(salt)*2*7919%poolBytes
+	for n > 0 {
+		c := min(n, poolBytes-off)
+		if err := u.a.d.MemcpyDtoDAsync(dst, u.pool+cuda.DevicePtr(off), uint64(c), u.s); err != nil {
+			return p, fmt.Errorf("%s: %w", what, err)
+		}
+		dst, n, off = dst+cuda.DevicePtr(c), n-c, 0
+	}
+	return p, nil
+}
 
+// sync waits until the stream has read the host data.
+func (u *uploader) sync() error {
+	err := u.a.d.StreamSynchronize(u.s)
+	runtime.KeepAlive(u.host)
+	u.host = nil
+	if err != nil {
+		return fmt.Errorf("uploading: %w", err)
+	}
+	return nil
+}
+
+// shared puts on the device what every input set of shape shares: an
+// output of Q's shape, [batch][numQ][heads·d]; the query positions
+// (prefill 0..N-1, decode N-1); and the key positions 0..capacity-1 the
+// K/V descriptors point to. The parameters come back without Q, K and V.
+func (u *uploader) shared(sh Shape) (p kernelrun.AttentionParams, keyPos cuda.DevicePtr, err error) {
 	B, Q, H, KVH, D, C := sh.Batch, sh.NumQ(), sh.Heads, sh.KVHeads, sh.HeadDim, sh.Capacity()
-	qBytes := int64(B) * int64(Q) * int64(H) * int64(D) * 2
-	p := kernelrun.AttentionParams{
+	p = kernelrun.AttentionParams{
 		NumSeqs: int32(B), NumQ: int32(Q), NumHeads: int32(H), NumKVHeads: int32(KVH), HeadDim: int32(D),
 		MaxKVLen: int32(C), Scale: float32(1 / math.Sqrt(float64(D))), DType: kernelrun.DTypeBF16,
 		QRowStride: int64(H * D), OutRowStride: int64(H * D),
 	}
-	if p.Q, err = alloc(qBytes, "Q", 0); err != nil {
-		return p, err
-	}
-	if p.Out, err = alloc(qBytes, "output", -1); err != nil {
-		return p, err
+	if p.Out, err = u.random(qBytes(sh), "output", -1); err != nil {
+		return p, 0, err
 	}
 	qPos := make([]int32, B*Q)
 	for i := range qPos {
 		qPos[i] = int32(sh.N - Q + i%Q)
 	}
-	if p.QPos, err = put(i32Bytes(qPos), "query positions"); err != nil {
-		return p, err
+	if p.QPos, err = u.put(i32Bytes(qPos), "query positions"); err != nil {
+		return p, 0, err
 	}
 	kPos := make([]int32, C)
 	for i := range kPos {
 		kPos[i] = int32(i)
 	}
-	posDev, err := put(i32Bytes(kPos), "key positions")
-	if err != nil {
+	keyPos, err = u.put(i32Bytes(kPos), "key positions")
+	return p, keyPos, err
+}
+
+// inputSet puts input set number set of shape on the device and returns
+// base with its Q, K and V: Q [batch][numQ][heads·d]; per sequence K and V
+// [kvHeads][capacity][d] (the engine's cache layout) with rows 0..N-1 at
+// positions 0..N-1 (keyPos); and the K and V descriptor arrays,
+// seq·kvHeads + head. Every set has buffers of its own and its own place
+// in the random pool; set 0 is the only set of a warm run.
+func (u *uploader) inputSet(sh Shape, base kernelrun.AttentionParams, keyPos cuda.DevicePtr, set int) (kernelrun.AttentionParams, error) {
+	p := base
+	B, KVH, D, C := sh.Batch, sh.KVHeads, sh.HeadDim, sh.Capacity()
+	salt := set * (2*B + 1)
+	what := func(s string) string {
+		if set == 0 {
+			return s
+		}
+		return fmt.Sprintf("%s of input set %d", s, set)
+	}
+	var err error
+	if p.Q, err = u.random(qBytes(sh), what("Q"), salt); err != nil {
 		return p, err
 	}
 	headBytes := int64(C) * int64(D) * 2
 	var kh, vh []kernelrun.KVHead
 	for seq := range B {
-		k, err := alloc(int64(KVH)*headBytes, fmt.Sprintf("K of sequence %d", seq), 1+2*seq)
+		k, err := u.random(int64(KVH)*headBytes, what(fmt.Sprintf("K of sequence %d", seq)), salt+1+2*seq)
 		if err != nil {
 			return p, err
 		}
-		v, err := alloc(int64(KVH)*headBytes, fmt.Sprintf("V of sequence %d", seq), 2+2*seq)
+		v, err := u.random(int64(KVH)*headBytes, what(fmt.Sprintf("V of sequence %d", seq)), salt+2+2*seq)
 		if err != nil {
 			return p, err
 		}
 		for h := range KVH {
 			off := cuda.DevicePtr(int64(h) * headBytes)
-			kh = append(kh, kernelrun.KVHead{Data: k + off, Pos: posDev, Len: int32(sh.N), RowStride: int32(D)})
-			vh = append(vh, kernelrun.KVHead{Data: v + off, Pos: posDev, Len: int32(sh.N), RowStride: int32(D)})
+			kh = append(kh, kernelrun.KVHead{Data: k + off, Pos: keyPos, Len: int32(sh.N), RowStride: int32(D)})
+			vh = append(vh, kernelrun.KVHead{Data: v + off, Pos: keyPos, Len: int32(sh.N), RowStride: int32(D)})
 		}
 	}
-	if p.K, err = put(kernelrun.KVHeadsBytes(kh), "K descriptors"); err != nil {
+	if p.K, err = u.put(kernelrun.KVHeadsBytes(kh), what("K descriptors")); err != nil {
 		return p, err
 	}
-	if p.V, err = put(kernelrun.KVHeadsBytes(vh), "V descriptors"); err != nil {
-		return p, err
-	}
-	err = d.StreamSynchronize(s)
-	runtime.KeepAlive(host)
-	if err != nil {
-		return p, fmt.Errorf("uploading: %w", err)
-	}
-	return p, nil
+	p.V, err = u.put(kernelrun.KVHeadsBytes(vh), what("V descriptors"))
+	return p, err
+}
+
+// qBytes is the size of Q, and of the output.
+func qBytes(sh Shape) int64 {
+	return int64(sh.Batch) * int64(sh.NumQ()) * int64(sh.Heads) * int64(sh.HeadDim) * 2
 }
 
 // randomBF16 is n standard-normal bf16 values, little-endian.
@@ -384,8 +547,10 @@ type measurement struct {
 // measurements of iters launches each, iters chosen so that one takes
 // about MinTime, replayed from a captured graph when useGraph is set and
 // capture works, and the median of Repeats measurements (fewer when they
-// would take more than MaxTime).
-func measure(d Driver, s cuda.Stream, launch func() error, o Options, useGraph bool) (m measurement, err error) {
+// would take more than MaxTime). cycle is the number of input sets launch
+// rotates through (1: the same inputs every time); a graph holds whole
+// cycles (graphLaunches).
+func measure(d Driver, s cuda.Stream, launch func() error, o Options, useGraph bool, cycle int) (m measurement, err error) {
 	t, err := newTimer(d, s)
 	if err != nil {
 		return m, err
@@ -405,10 +570,11 @@ func measure(d Driver, s cuda.Stream, launch func() error, o Options, useGraph b
 	want := int(min(int64(o.MaxIters), int64(math.Ceil(float64(o.MinTime)/float64(one)))))
 	perCall, call := 1, launch
 	if useGraph && want > 1 {
-		g, capErr := capture(d, s, launch, min(want, maxGraphLaunches))
+		n := graphLaunches(want, cycle)
+		g, capErr := capture(d, s, launch, n)
 		if capErr == nil {
 			defer func() { err = errors.Join(err, d.GraphExecDestroy(g)) }()
-			perCall = min(want, maxGraphLaunches)
+			perCall = n
 			call = func() error { return d.GraphLaunch(g, s) }
 			m.graph = true
 		}
@@ -448,6 +614,20 @@ func measure(d Driver, s cuda.Stream, launch func() error, o Options, useGraph b
 	m.median, m.min = median(times), slices.Min(times)
 	m.iters, m.repeats = calls*perCall, len(times)
 	return m, nil
+}
+
+// graphLaunches is the launches one captured graph holds: want, at most
+// maxGraphLaunches; and when the launches rotate through cycle input sets,
+// a whole number of cycles, at least one (so beyond maxGraphLaunches when
+// cycle is), so that every replay reads all sets in the same order and
+// the last launch of one replay and the first of the next read different
+// sets.
+func graphLaunches(want, cycle int) int {
+	n := min(want, maxGraphLaunches)
+	if cycle > 1 {
+		n = max(1, n/cycle) * cycle
+	}
+	return n
 }
 
 // capture records n launches into an executable graph.

@@ -86,6 +86,7 @@ type fakeGPU struct {
 	copyBW     float64       // bytes per second, read + write counted
 	capturing  bool
 	captured   int
+	captures   []int // launches of each graph captured
 	failCap    bool
 	graphs     int // live graphs and executable graphs
 	// graphKernel is the time of each kernel of a graph being replayed.
@@ -165,6 +166,7 @@ func (g *fakeGPU) StreamBeginCapture(cuda.Stream, int) error {
 
 func (g *fakeGPU) StreamEndCapture(cuda.Stream) (cuda.Graph, error) {
 	g.capturing = false
+	g.captures = append(g.captures, g.captured)
 	g.graphs++
 	return cuda.Graph(g.captured), nil
 }
@@ -202,6 +204,10 @@ type fakeRole struct {
 	last     kernelrun.AttentionParams
 	launches int
 	fail     error
+	// ks is the K descriptor array of every launch, captured or not, in
+	// order; params the parameters launched with each.
+	ks     []cuda.DevicePtr
+	params map[cuda.DevicePtr]kernelrun.AttentionParams
 }
 
 func (r *fakeRole) Name() string                   { return r.name }
@@ -216,6 +222,11 @@ func (r *fakeRole) Launch(_ cuda.Stream, p kernelrun.Params) error {
 	}
 	r.last = *ap
 	r.launches++
+	r.ks = append(r.ks, ap.K)
+	if r.params == nil {
+		r.params = map[cuda.DevicePtr]kernelrun.AttentionParams{}
+	}
+	r.params[ap.K] = *ap
 	r.g.graphKernel = r.took
 	r.g.kernel(r.took)
 	return nil
@@ -397,5 +408,257 @@ func TestCopyBandwidth(t *testing.T) {
 	}
 	if len(g.live) != 0 {
 		t.Errorf("%d buffers left after failing", len(g.live))
+	}
+}
+
+func TestColdSets(t *testing.T) {
+	const h100, a100 = 50 << 20, 40 << 20
+	dec := func(b, n int) Shape { return Shape{Phase: Decode, Batch: b, N: n, Heads: 32, KVHeads: 8, HeadDim: 128} }
+	pre := func(b, n int) Shape {
+		return Shape{Phase: Prefill, Batch: b, N: n, Heads: 32, KVHeads: 8, HeadDim: 128}
+	}
+	tiny := Shape{Phase: Decode, Batch: 1, N: 16, Heads: 1, KVHeads: 1, HeadDim: 8}
+	tests := []struct {
+		name    string
+		s       Shape
+		l2      int64
+		want    int
+		wantErr string
+	}{
+		// 32k decode reads 128 MiB of K/V (+ 8 KiB of Q): 2 sets hold
+		// 5.1× the L2.
+		{"decode b1 32k", dec(1, 32768), h100, 2, ""},
+		// 4 MiB + 8 KiB per set: 200 MiB / 4.0078 MiB = 49.9.
+		{"decode b1 1k", dec(1, 1024), h100, 50, ""},
+		{"decode b1 1k, A100", dec(1, 1024), a100, 40, ""},
+		{"decode b8 32k", dec(8, 32768), h100, 2, ""},
+		// Q 8 MiB + K/V 4 MiB: 200 / 12 = 16.7.
+		{"prefill b1 1k", pre(1, 1024), h100, 17, ""},
+		{"prefill b8 64k", pre(8, 65536), h100, 2, ""},
+		// A shape of exactly the L2's size: 4 sets, not 5.
+		{"exactly L2", dec(1, 1024), dec(1, 1024).InputBytes(), 4, ""},
+		// One set holding more than 4× the L2 still gets a second.
+		{"set over 4x L2", dec(1, 1024), 1 << 20, 2, ""},
+		{"largest", tiny, tiny.InputBytes() * MaxInputSets / ColdL2Factor, MaxInputSets, ""},
+		{"too small", tiny, h100, 0, "more than 1024"},
+		{"L2 unknown", dec(1, 1024), 0, 0, "L2 cache size is not known"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n, err := ColdSets(tc.s, tc.l2)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("%d sets, error %v: want an error with %q", n, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || n != tc.want {
+				t.Fatalf("%d sets, error %v: want %d", n, err, tc.want)
+			}
+			per := tc.s.InputBytes()
+			if int64(n)*per < ColdL2Factor*tc.l2 || (n > 2 && int64(n-1)*per >= ColdL2Factor*tc.l2) {
+				t.Errorf("%d sets of %d bytes against %d bytes of L2: not the fewest that hold %d× it", n, per, tc.l2, ColdL2Factor)
+			}
+		})
+	}
+}
+
+func TestGraphLaunches(t *testing.T) {
+	tests := []struct{ want, cycle, n int }{
+		{5000, 1, 64}, {10, 1, 10}, // warm: as before
+		{5000, 2, 64}, {5000, 3, 63}, {5000, 50, 50}, {5000, 64, 64},
+		{5000, 100, 100}, // more sets than maxGraphLaunches: one cycle
+		{10, 3, 9}, {2, 3, 3}, {2, 2, 2},
+	}
+	for _, tc := range tests {
+		if n := graphLaunches(tc.want, tc.cycle); n != tc.n {
+			t.Errorf("graphLaunches(%d, %d) = %d, want %d", tc.want, tc.cycle, n, tc.n)
+		}
+	}
+}
+
+// A cold-L2 run launches the input sets in turn, one after the other,
+// whether launched directly or replayed from a graph, which holds whole
+// cycles; a warm one launches the same inputs every time, as before.
+func TestRunColdL2Rotation(t *testing.T) {
+	sh := decodeShape()
+	per := sh.InputBytes() // 1 026 048 bytes
+	tests := []struct {
+		name      string
+		cold      bool
+		l2        int64
+		noGraph   bool
+		failCap   bool
+		sets      int
+		perGraph  int // launches of the captured graph; 0: none
+		wantGraph bool
+	}{
+		{"warm", false, 0, false, false, 1, 64, true},
+		{"warm, L2 size given", false, 50 << 20, false, false, 1, 64, true},
+		{"warm, no graph", false, 0, true, false, 1, 0, false},
+		{"cold, 2 sets", true, 100, false, false, 2, 64, true},
+		{"cold, 3 sets", true, 700000, false, false, 3, 63, true},
+		{"cold, 100 sets", true, 100 * per / 4, false, false, 100, 100, true},
+		{"cold, no graph", true, 700000, true, false, 3, 0, false},
+		{"cold, capture refused", true, 700000, false, true, 3, 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newFakeGPU()
+			g.failCap = tc.failCap
+			role := &fakeRole{g: g, name: "attention.decode", ws: 4096, took: 2 * time.Microsecond}
+			res := Run(g, 0, role, sh, Options{MinTime: time.Millisecond, Repeats: 3, NoGraph: tc.noGraph, ColdL2: tc.cold, L2Bytes: tc.l2})
+			if res.Status != StatusOK {
+				t.Fatalf("status %s: %v", res.Status, res.Err)
+			}
+			if res.ColdL2 != tc.cold || res.InputSets != tc.sets || res.InputSetBytes != per || res.Note != "" || res.Graph != tc.wantGraph {
+				t.Errorf("cold %v, %d sets of %d bytes, note %q, graph %v: want %v, %d, %d, none, %v",
+					res.ColdL2, res.InputSets, res.InputSetBytes, res.Note, res.Graph, tc.cold, tc.sets, per, tc.wantGraph)
+			}
+			if tc.cold && res.L2Bytes != tc.l2 || !tc.cold && res.L2Bytes != 0 {
+				t.Errorf("L2 bytes %d", res.L2Bytes)
+			}
+			// The first launches meet the sets in the order of the rest.
+			if len(role.ks) < tc.sets {
+				t.Fatalf("%d launches for %d sets", len(role.ks), tc.sets)
+			}
+			order := role.ks[:tc.sets]
+			for i, k := range role.ks {
+				if k != order[i%tc.sets] {
+					t.Fatalf("launch %d of %d used set %#x, want %#x (set %d)", i, len(role.ks), k, order[i%tc.sets], i%tc.sets)
+				}
+			}
+			if len(role.params) != tc.sets {
+				t.Errorf("%d sets launched, want %d", len(role.params), tc.sets)
+			}
+			// Sets share nothing they read: K/V descriptors, K/V data, Q.
+			data := map[uint64]bool{}
+			bufs := map[cuda.DevicePtr]bool{}
+			for _, p := range role.params {
+				checkParams(t, g, sh, p, 4096)
+				if p.Out != role.last.Out || p.QPos != role.last.QPos || p.Workspace != role.last.Workspace {
+					t.Errorf("output, query positions or workspace differ between sets")
+				}
+				bufs[p.Q], bufs[p.K], bufs[p.V] = true, true, true
+				for _, desc := range []cuda.DevicePtr{p.K, p.V} {
+					b := g.uploads[desc]
+					for i := 0; i < len(b); i += kernelrun.KVHeadBytes {
+						d := binary.LittleEndian.Uint64(b[i:])
+						if data[d] {
+							t.Fatalf("K/V data %#x in two descriptors", d)
+						}
+						data[d] = true
+					}
+				}
+			}
+			if len(bufs) != 3*tc.sets || len(data) != 2*tc.sets*sh.Batch*sh.KVHeads {
+				t.Errorf("%d distinct Q and descriptor buffers and %d K/V heads for %d sets", len(bufs), len(data), tc.sets)
+			}
+			if tc.perGraph == 0 {
+				if len(g.captures) != 0 && !tc.failCap {
+					t.Errorf("graphs captured: %v", g.captures)
+				}
+			} else {
+				if len(g.captures) != 1 || g.captures[0] != tc.perGraph {
+					t.Errorf("graphs of %v launches, want one of %d", g.captures, tc.perGraph)
+				}
+				if want := 0.002 + 0.003/float64(tc.perGraph); math.Abs(res.MS-want) > 1e-5 {
+					t.Errorf("%.5f ms per launch, want %.5f", res.MS, want)
+				}
+			}
+			if len(g.live) != 0 || len(g.events) != 0 || g.graphs != 0 {
+				t.Errorf("left behind: %d buffers, %d events, %d graphs", len(g.live), len(g.events), g.graphs)
+			}
+		})
+	}
+}
+
+// A cold-L2 run whose sets do not all fit goes on with those that do when
+// there are at least two, and says so; with fewer it is an oom result.
+func TestRunColdL2Memory(t *testing.T) {
+	sh := decodeShape()
+	const l2 = 1 << 20 // 5 sets of 1 026 048 bytes hold 4 MiB
+	run := func(memory uint64) (Result, *fakeRole, *fakeGPU) {
+		g := newFakeGPU()
+		g.memory = memory
+		role := &fakeRole{g: g, name: "attention.decode", ws: 4096, took: 2 * time.Microsecond}
+		return Run(g, 0, role, sh, Options{MinTime: time.Millisecond, Repeats: 2, ColdL2: true, L2Bytes: l2}), role, g
+	}
+	full, _, _ := run(0)
+	wg := newFakeGPU()
+	warm := Run(wg, 0, &fakeRole{g: wg, name: "attention.decode", ws: 4096, took: time.Microsecond}, sh, Options{MinTime: time.Millisecond})
+	if full.Status != StatusOK || full.InputSets != 5 || warm.InputSets != 1 {
+		t.Fatalf("unlimited memory: %s (%v), %d sets; warm %d sets", full.Status, full.Err, full.InputSets, warm.InputSets)
+	}
+	setAlloc := uint64(full.DeviceBytes-warm.DeviceBytes) / 4
+	tests := []struct {
+		name     string
+		fit      int // sets the memory holds
+		extra    uint64
+		status   Status
+		sets     int
+		wantNote string
+		wantErr  string
+	}{
+		{"all fit", 5, 0, StatusOK, 5, "", ""},
+		{"four and a half", 4, setAlloc / 2, StatusOK, 4, "only 4 of 5 input sets fit in device memory, together 3.9× the L2", ""},
+		{"three", 3, 0, StatusOK, 3, "only 3 of 5", ""},
+		{"two", 2, setAlloc - 1, StatusOK, 2, "only 2 of 5", ""},
+		{"one", 1, setAlloc / 2, StatusOOM, 5, "", "cold L2: input set 2 of 5 (1026048 bytes read per launch)"},
+		{"none", 0, 0, StatusOOM, 5, "", "cold L2: input set 1 of 5"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			mem := uint64(warm.DeviceBytes) + uint64(tc.fit-1)*setAlloc + tc.extra
+			if tc.fit == 0 {
+				mem = uint64(warm.DeviceBytes) - setAlloc/2
+			}
+			res, role, g := run(mem)
+			if res.Status != tc.status || res.InputSets != tc.sets || !res.ColdL2 {
+				t.Fatalf("status %s (%v), %d sets, cold %v: want %s, %d sets", res.Status, res.Err, res.InputSets, res.ColdL2, tc.status, tc.sets)
+			}
+			if tc.wantErr != "" {
+				if res.Err == nil || !strings.Contains(res.Err.Error(), tc.wantErr) || !strings.Contains(res.Err.Error(), "out of memory") {
+					t.Errorf("error %v, want one with %q", res.Err, tc.wantErr)
+				}
+				if res.MS != 0 {
+					t.Errorf("oom result has a time: %+v", res)
+				}
+			} else {
+				if !strings.Contains(res.Note, tc.wantNote) || (tc.wantNote == "") != (res.Note == "") {
+					t.Errorf("note %q, want %q", res.Note, tc.wantNote)
+				}
+				if len(role.params) != tc.sets {
+					t.Errorf("%d sets launched, want %d", len(role.params), tc.sets)
+				}
+				for i, k := range role.ks {
+					if k != role.ks[i%tc.sets] {
+						t.Fatalf("launch %d out of turn", i)
+					}
+				}
+				if res.DeviceBytes > int64(mem) {
+					t.Errorf("%d device bytes counted on a device of %d", res.DeviceBytes, mem)
+				}
+			}
+			if len(g.live) != 0 || g.used != 0 {
+				t.Errorf("left behind: %d buffers, %d bytes", len(g.live), g.used)
+			}
+		})
+	}
+}
+
+// A shape too small to be timed cold is an error before anything is
+// allocated, not a warm measurement.
+func TestRunColdL2TooSmall(t *testing.T) {
+	g := newFakeGPU()
+	role := &fakeRole{g: g, name: "attention.decode", took: time.Microsecond}
+	sh := Shape{Phase: Decode, Batch: 1, N: 16, Heads: 1, KVHeads: 1, HeadDim: 8}
+	res := Run(g, 0, role, sh, Options{MinTime: time.Millisecond, ColdL2: true, L2Bytes: 50 << 20})
+	if res.Status != StatusError || res.Err == nil || !strings.Contains(res.Err.Error(), "input sets would be needed") || role.launches != 0 || !res.ColdL2 || res.InputSets != 0 {
+		t.Fatalf("status %s (%v), %d launches: want an error and none", res.Status, res.Err, role.launches)
+	}
+	res = Run(g, 0, role, decodeShape(), Options{MinTime: time.Millisecond, ColdL2: true})
+	if res.Status != StatusError || !strings.Contains(res.Err.Error(), "L2 cache size is not known") {
+		t.Fatalf("no L2 size: status %s (%v)", res.Status, res.Err)
 	}
 }

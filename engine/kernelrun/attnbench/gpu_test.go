@@ -52,6 +52,25 @@ func TestGPUEagerSweep(t *testing.T) {
 			t.Errorf("%v: implausible %+v", sh, r)
 		}
 	}
+	// Cold L2: 4k decode reads 8 MiB, so it rotates through sets that
+	// together hold 4× the L2, and no launch finds its K/V there: never
+	// faster than warm by more than noise.
+	dec := attnbench.Shape{Phase: attnbench.Decode, Batch: 1, N: 4096, Heads: 32, KVHeads: 8, HeadDim: 128}
+	warm := attnbench.Run(env.D, env.Stream, roles[attnbench.Decode], dec, opts)
+	coldOpts := opts
+	coldOpts.ColdL2, coldOpts.L2Bytes = true, int64(env.Info.L2Bytes)
+	cold := attnbench.Run(env.D, env.Stream, roles[attnbench.Decode], dec, coldOpts)
+	wantSets, err := attnbench.ColdSets(dec, int64(env.Info.L2Bytes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if warm.Status != attnbench.StatusOK || cold.Status != attnbench.StatusOK || cold.InputSets != wantSets || cold.Note != "" {
+		t.Fatalf("%v: warm %s (%v), cold %s (%v) with %d sets (want %d) %s", dec, warm.Status, warm.Err, cold.Status, cold.Err, cold.InputSets, wantSets, cold.Note)
+	}
+	t.Logf("%v: warm %.4f ms, cold %.4f ms (%d sets of %d bytes, %d MiB L2, graph %v)", dec, warm.MS, cold.MS, cold.InputSets, cold.InputSetBytes, env.Info.L2Bytes>>20, cold.Graph)
+	if cold.MS < 0.9*warm.MS {
+		t.Errorf("%v: cold L2 %.4f ms, faster than warm %.4f ms", dec, cold.MS, warm.MS)
+	}
 	// Eager prefill's score matrix at 256k tokens is petabytes.
 	huge := attnbench.Shape{Phase: attnbench.Prefill, Batch: 1, N: 256 << 10, Heads: 32, KVHeads: 8, HeadDim: 128}
 	if r := attnbench.Run(env.D, env.Stream, roles[attnbench.Prefill], huge, opts); r.Status != attnbench.StatusOOM {

@@ -124,6 +124,16 @@ func (s Shape) Bytes() float64 {
 	return kv + qo
 }
 
+// InputBytes is what one launch reads from its inputs: Q and rows 0..N-1
+// of K and V, bf16 (the descriptor arrays and positions are left out). A
+// cold-L2 run (Options.ColdL2) sizes its input sets by it, as
+// tools/refgen/attn_bench.py --cold-l2 does.
+func (s Shape) InputBytes() int64 {
+	q := int64(s.Batch) * int64(s.NumQ()) * int64(s.Heads) * int64(s.HeadDim) * 2
+	kv := 2 * int64(s.Batch) * int64(s.KVHeads) * int64(s.N) * int64(s.HeadDim) * 2
+	return q + kv
+}
+
 // BytesCounted says in words what Bytes counts, for reports.
 func (s Shape) BytesCounted() string {
 	if s.Phase == Decode {

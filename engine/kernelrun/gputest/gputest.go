@@ -115,7 +115,7 @@ func (e *Env) Role(plugin string, kernels []sdk.Kernel, role string) *kernelrun.
 	e.TB.Helper()
 	r, err := kernelrun.NewRoleOf(e.D, kernels, role, kernelrun.Config{
 		Plugin: plugin, Arch: e.Info.Arch(), DType: "bf16", Compile: kernelrun.NVRTC(e.NVRTC, e.Cache),
-		Multiprocessors: e.Info.Multiprocessors,
+		Multiprocessors: e.Info.Multiprocessors, OverlapLaunch: e.D.CanOverlapLaunch(e.Info),
 	})
 	if err != nil {
 		e.TB.Fatalf("plugin %s: %v", plugin, err)

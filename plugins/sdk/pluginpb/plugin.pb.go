@@ -167,6 +167,13 @@ const (
 	// the batch; the kernel reads the split count from gridDim.x (ABI
 	// version 3, kernels/abi/launch.h)
 	GridRule_GRID_RULE_KV_SPLITS_KV_HEADS_SEQS GridRule = 5
+	// grid = (blocks, 1, 1), blocks = min(resident, ceil(max_kv_len /
+	// tile_kv) * num_kv_heads * num_seqs) and 0 when max_kv_len is 0;
+	// resident as for GRID_RULE_KV_SPLITS_KV_HEADS_SEQS. Stream-K style
+	// split-KV decode: the kernel shares the keys of all (sequence, KV head)
+	// pairs evenly among gridDim.x blocks, by the heads' real lengths (ABI
+	// version 4, kernels/abi/launch.h)
+	GridRule_GRID_RULE_KV_STREAM GridRule = 6
 )
 
 // Enum value maps for GridRule.
@@ -178,6 +185,7 @@ var (
 		3: "GRID_RULE_KV_TILES_KV_HEADS_SEQS",
 		4: "GRID_RULE_ROWS",
 		5: "GRID_RULE_KV_SPLITS_KV_HEADS_SEQS",
+		6: "GRID_RULE_KV_STREAM",
 	}
 	GridRule_value = map[string]int32{
 		"GRID_RULE_UNSPECIFIED":             0,
@@ -186,6 +194,7 @@ var (
 		"GRID_RULE_KV_TILES_KV_HEADS_SEQS":  3,
 		"GRID_RULE_ROWS":                    4,
 		"GRID_RULE_KV_SPLITS_KV_HEADS_SEQS": 5,
+		"GRID_RULE_KV_STREAM":               6,
 	}
 )
 
@@ -826,8 +835,13 @@ type Launch struct {
 	TileQ          int32                  `protobuf:"varint,5,opt,name=tile_q,json=tileQ,proto3" json:"tile_q,omitempty"`
 	TileKv         int32                  `protobuf:"varint,6,opt,name=tile_kv,json=tileKv,proto3" json:"tile_kv,omitempty"`
 	SharedMemBytes int32                  `protobuf:"varint,7,opt,name=shared_mem_bytes,json=sharedMemBytes,proto3" json:"shared_mem_bytes,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The engine may start the kernel while the kernel before it on the
+	// stream is still finishing (CUDA programmatic dependent launch); the
+	// kernel waits for it with griddepcontrol.wait before it touches memory
+	// (ABI version 4, kernels/abi/launch.h).
+	OverlapPrevious bool `protobuf:"varint,8,opt,name=overlap_previous,json=overlapPrevious,proto3" json:"overlap_previous,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Launch) Reset() {
@@ -907,6 +921,13 @@ func (x *Launch) GetSharedMemBytes() int32 {
 		return x.SharedMemBytes
 	}
 	return 0
+}
+
+func (x *Launch) GetOverlapPrevious() bool {
+	if x != nil {
+		return x.OverlapPrevious
+	}
+	return false
 }
 
 // Kernel is one compiled or compilable entry point for a role, against the
@@ -1650,7 +1671,7 @@ const file_longctx_plugin_v1_plugin_proto_rawDesc = "" +
 	"\aoptions\x18\x03 \x03(\v2..longctx.plugin.v1.PrepareRequest.OptionsEntryR\aoptions\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xde\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x89\x02\n" +
 	"\x06Launch\x12/\n" +
 	"\x04grid\x18\x01 \x01(\x0e2\x1b.longctx.plugin.v1.GridRuleR\x04grid\x12\x17\n" +
 	"\ablock_x\x18\x02 \x01(\x05R\x06blockX\x12\x17\n" +
@@ -1658,7 +1679,8 @@ const file_longctx_plugin_v1_plugin_proto_rawDesc = "" +
 	"\ablock_z\x18\x04 \x01(\x05R\x06blockZ\x12\x15\n" +
 	"\x06tile_q\x18\x05 \x01(\x05R\x05tileQ\x12\x17\n" +
 	"\atile_kv\x18\x06 \x01(\x05R\x06tileKv\x12(\n" +
-	"\x10shared_mem_bytes\x18\a \x01(\x05R\x0esharedMemBytes\"\xa1\x03\n" +
+	"\x10shared_mem_bytes\x18\a \x01(\x05R\x0esharedMemBytes\x12)\n" +
+	"\x10overlap_previous\x18\b \x01(\bR\x0foverlapPrevious\"\xa1\x03\n" +
 	"\x06Kernel\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x1f\n" +
 	"\vabi_version\x18\x02 \x01(\x05R\n" +
@@ -1734,14 +1756,15 @@ const file_longctx_plugin_v1_plugin_proto_rawDesc = "" +
 	"\x11OPTION_TYPE_FLOAT\x10\x03\x12\x14\n" +
 	"\x10OPTION_TYPE_BOOL\x10\x04\x12\x14\n" +
 	"\x10OPTION_TYPE_ENUM\x10\x05\x12\x18\n" +
-	"\x14OPTION_TYPE_INT_LIST\x10\x06*\xc2\x01\n" +
+	"\x14OPTION_TYPE_INT_LIST\x10\x06*\xdb\x01\n" +
 	"\bGridRule\x12\x19\n" +
 	"\x15GRID_RULE_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cGRID_RULE_Q_TILES_HEADS_SEQS\x10\x01\x12\x18\n" +
 	"\x14GRID_RULE_HEADS_SEQS\x10\x02\x12$\n" +
 	" GRID_RULE_KV_TILES_KV_HEADS_SEQS\x10\x03\x12\x12\n" +
 	"\x0eGRID_RULE_ROWS\x10\x04\x12%\n" +
-	"!GRID_RULE_KV_SPLITS_KV_HEADS_SEQS\x10\x052\xf8\x01\n" +
+	"!GRID_RULE_KV_SPLITS_KV_HEADS_SEQS\x10\x05\x12\x17\n" +
+	"\x13GRID_RULE_KV_STREAM\x10\x062\xf8\x01\n" +
 	"\tAttention\x12N\n" +
 	"\bDescribe\x12\".longctx.plugin.v1.DescribeRequest\x1a\x1e.longctx.plugin.v1.Description\x12L\n" +
 	"\aPrepare\x12!.longctx.plugin.v1.PrepareRequest\x1a\x1e.longctx.plugin.v1.Preparation\x12M\n" +
