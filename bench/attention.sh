@@ -26,7 +26,7 @@
 # leaves in L2 (50 MB on an H100) serves the next, which flatters shapes
 # whose Q/K/V are not much larger than L2. COLD_L2=1 passes --cold-l2 to
 # both sides: each launch reads an input set of its own (Q, K, V), in turn
-# through as many sets as hold together >= 4x the GPU's L2 (at least 2),
+# through as many sets as hold together >= 4x the GPU's L2 (at least 8),
 # as a decode step inside a model meets its cache. Rows say "l2": "cold"
 # or "warm" and "input_sets"; attn_table.py titles each table with the
 # mode and refuses a ratio between a cold and a warm row.

@@ -90,7 +90,7 @@ and V are not much larger than L2 time faster than inside a model, where
 other layers stream through L2 in between. --cold-l2 gives every launch
 inputs of its own: as many input sets (Q, K, V and K/V descriptors; the
 output, positions and workspace are shared) as together hold at least 4×
-the device's L2, never fewer than 2, launched in turn (a captured graph
+the device's L2, never fewer than 8, launched in turn (a captured graph
 holds whole turns). Rows record "l2" (cold or warm) and "input_sets"; a
 cold shape whose sets do not fit in GPU memory runs with the sets that do
 (at least 2, with a note) or is an "oom" row.
@@ -488,7 +488,7 @@ func printBenchTable(w io.Writer, base benchAttnRow, copyBytes string, rows []be
 		l2 = fmt.Sprintf("%d MiB L2", base.L2Bytes>>20)
 	}
 	if cold {
-		fmt.Fprintf(w, "L2: cold (--cold-l2): launches take input sets (Q, K, V of their own) in turn, as many (\"sets\") as hold ≥ %d× the %s together\n", attnbench.ColdL2Factor, l2)
+		fmt.Fprintf(w, "L2: cold (--cold-l2): launches take input sets (Q, K, V of their own) in turn, as many (\"sets\") as hold ≥ %d× the %s together, at least %d\n", attnbench.ColdL2Factor, l2, attnbench.MinInputSets)
 	} else {
 		fmt.Fprintf(w, "L2: warm: every launch reads the same inputs, and what one leaves in the %s serves the next (--cold-l2: not)\n", l2)
 	}

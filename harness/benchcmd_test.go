@@ -219,7 +219,7 @@ func TestBenchAttentionColdRows(t *testing.T) {
 		lines[strings.Join(strings.Fields(l), " ")] = true
 	}
 	for _, want := range []string{
-		`L2: cold (--cold-l2): launches take input sets (Q, K, V of their own) in turn, as many ("sets") as hold ≥ 4× the 50 MiB L2 together`,
+		`L2: cold (--cold-l2): launches take input sets (Q, K, V of their own) in turn, as many ("sets") as hold ≥ 4× the 50 MiB L2 together, at least 8`,
 		"phase batch N status ms TFLOP/s GB/s % copy sets",
 		"decode 1 4096 ok 0.0120 1.4 1398 47% 26",
 		"decode 8 32768 ok 0.4000 10.7 2684 89% 3*",

@@ -25,7 +25,7 @@ needs them repeated).
 call reading the same q/k/v (so that what one call leaves in L2 serves the
 next, "l2": "warm"), each shape gets input sets, each with q, k and v of
 its own, as many as hold together at least 4x the device's L2
-(torch.cuda.get_device_properties(0).L2_cache_size), never fewer than 2:
+(torch.cuda.get_device_properties(0).L2_cache_size), never fewer than 8:
 cold_sets(), the rule of attnbench.ColdSets, on the bytes one call reads
 (q + the N rows of k and v). The calls use set i % n in turn, and a
 captured graph holds whole turns (graph_calls), so consecutive calls never
@@ -67,6 +67,7 @@ BACKENDS = ("sdpa-flash", "sdpa-cudnn", "flex")
 SDPA_BACKENDS = {"sdpa-flash": SDPBackend.FLASH_ATTENTION, "sdpa-cudnn": SDPBackend.CUDNN_ATTENTION}
 MAX_GRAPH_CALLS = 64  # as attnbench's maxGraphLaunches
 COLD_L2_FACTOR = 4  # as attnbench.ColdL2Factor
+MIN_INPUT_SETS = 8  # as attnbench.MinInputSets
 MAX_INPUT_SETS = 1024  # as attnbench.MaxInputSets
 
 
@@ -137,11 +138,12 @@ def input_bytes(phase, b, n, h, kvh, d):
 
 def cold_sets(per_set, l2_bytes):
     """Input sets of a --cold-l2 row, as attnbench.ColdSets: the fewest
-    that hold together COLD_L2_FACTOR x the L2, never fewer than 2. Raises
+    that hold together COLD_L2_FACTOR x the L2, never fewer than
+    MIN_INPUT_SETS. Raises
     ValueError where that would be more than MAX_INPUT_SETS."""
     if l2_bytes <= 0:
         raise ValueError(f"cold L2: the device's L2 cache size is not known ({l2_bytes} bytes)")
-    n = max(2, -(-COLD_L2_FACTOR * l2_bytes // per_set))
+    n = max(MIN_INPUT_SETS, -(-COLD_L2_FACTOR * l2_bytes // per_set))
     if n > MAX_INPUT_SETS:
         raise ValueError(f"cold L2: {per_set} bytes read per call: {n} input sets would be needed to hold "
                          f"{COLD_L2_FACTOR}x the {l2_bytes}-byte L2, more than {MAX_INPUT_SETS}")
@@ -354,7 +356,7 @@ def print_table(rows, copy_gbps, args, l2_bytes):
     l2 = f"{l2_bytes >> 20} MiB L2"
     if args.cold_l2:
         print(f"L2: cold (--cold-l2): calls take input sets (q, k, v of their own) in turn, "
-              f"as many (\"sets\") as hold >= {COLD_L2_FACTOR}x the {l2} together")
+              f"as many (\"sets\") as hold >= {COLD_L2_FACTOR}x the {l2} together, at least {MIN_INPUT_SETS}")
     else:
         print(f"L2: warm: every call reads the same inputs, and what one leaves in the {l2} serves the next (--cold-l2: not)")
     hdr = f"{'backend':>10s} {'phase':>7s} {'batch':>5s} {'N':>6s} {'status':>7s} {'ms':>9s} {'TFLOP/s':>8s} {'GB/s':>6s} {'% copy':>6s} {'gqa':>17s}"

@@ -114,6 +114,15 @@ const maxGraphLaunches = 64
 // launch reads is left when its set comes round again.
 const ColdL2Factor = 4
 
+// MinInputSets is the fewest input sets a cold-L2 run rotates through,
+// however large a set is. Two sets were not enough on an H100: with an L2
+// evict-first hint on its K/V copies, a decode kernel at batch 1 / 32k
+// (two sets of 128 MiB) ran 2.2 µs faster than without, against 1.0 µs
+// with ten sets, and cuDNN's 1.0 µs faster with two than with ten: such
+// hints keep part of a set in L2 until it comes round again
+// (bench/RESULTS.md).
+const MinInputSets = 8
+
 // MaxInputSets bounds the input sets of a cold-L2 run, and so the launches
 // of one cycle. A shape that reads so little per launch that it would
 // need more (on an H100's 50 MB L2, under 200 KB) cannot be timed cold.
@@ -121,8 +130,9 @@ const MaxInputSets = 1024
 
 // ColdSets is the number of input sets a cold-L2 run of shape rotates
 // through on a device with l2Bytes of L2: the fewest whose InputBytes
-// together reach ColdL2Factor × l2Bytes, and never fewer than 2, so that
-// consecutive launches never read the same memory. tools/refgen's
+// together reach ColdL2Factor × l2Bytes, and never fewer than
+// MinInputSets, so that a set comes round again only after several
+// others have passed through the L2. tools/refgen's
 // attn_bench.py --cold-l2 follows the same rule.
 func ColdSets(shape Shape, l2Bytes int64) (int, error) {
 	if l2Bytes <= 0 {
@@ -132,7 +142,7 @@ func ColdSets(shape Shape, l2Bytes int64) (int, error) {
 	if per <= 0 {
 		return 0, fmt.Errorf("cold L2: %v reads %d bytes per launch", shape, per)
 	}
-	n := max(2, (ColdL2Factor*l2Bytes+per-1)/per)
+	n := max(MinInputSets, (ColdL2Factor*l2Bytes+per-1)/per)
 	if n > MaxInputSets {
 		return 0, fmt.Errorf("cold L2: %v reads %d bytes per launch: %d input sets would be needed to hold %d× the %d-byte L2, more than %d",
 			shape, per, n, ColdL2Factor, l2Bytes, MaxInputSets)

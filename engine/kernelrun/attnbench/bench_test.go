@@ -425,20 +425,20 @@ func TestColdSets(t *testing.T) {
 		want    int
 		wantErr string
 	}{
-		// 32k decode reads 128 MiB of K/V (+ 8 KiB of Q): 2 sets hold
-		// 5.1× the L2.
-		{"decode b1 32k", dec(1, 32768), h100, 2, ""},
+		// 32k decode reads 128 MiB of K/V (+ 8 KiB of Q): 2 sets would
+		// hold 5.1× the L2, but never fewer than MinInputSets.
+		{"decode b1 32k", dec(1, 32768), h100, MinInputSets, ""},
 		// 4 MiB + 8 KiB per set: 200 MiB / 4.0078 MiB = 49.9.
 		{"decode b1 1k", dec(1, 1024), h100, 50, ""},
 		{"decode b1 1k, A100", dec(1, 1024), a100, 40, ""},
-		{"decode b8 32k", dec(8, 32768), h100, 2, ""},
+		{"decode b8 32k", dec(8, 32768), h100, MinInputSets, ""},
 		// Q 8 MiB + K/V 4 MiB: 200 / 12 = 16.7.
 		{"prefill b1 1k", pre(1, 1024), h100, 17, ""},
-		{"prefill b8 64k", pre(8, 65536), h100, 2, ""},
-		// A shape of exactly the L2's size: 4 sets, not 5.
-		{"exactly L2", dec(1, 1024), dec(1, 1024).InputBytes(), 4, ""},
-		// One set holding more than 4× the L2 still gets a second.
-		{"set over 4x L2", dec(1, 1024), 1 << 20, 2, ""},
+		{"prefill b8 64k", pre(8, 65536), h100, MinInputSets, ""},
+		// A shape of a quarter of the L2's size: 16 sets, not 17.
+		{"quarter of L2", dec(1, 1024), 4 * dec(1, 1024).InputBytes(), 16, ""},
+		// One set holding more than 4× the L2 still gets MinInputSets.
+		{"set over 4x L2", dec(1, 1024), 1 << 20, MinInputSets, ""},
 		{"largest", tiny, tiny.InputBytes() * MaxInputSets / ColdL2Factor, MaxInputSets, ""},
 		{"too small", tiny, h100, 0, "more than 1024"},
 		{"L2 unknown", dec(1, 1024), 0, 0, "L2 cache size is not known"},
@@ -456,7 +456,7 @@ func TestColdSets(t *testing.T) {
 				t.Fatalf("%d sets, error %v: want %d", n, err, tc.want)
 			}
 			per := tc.s.InputBytes()
-			if int64(n)*per < ColdL2Factor*tc.l2 || (n > 2 && int64(n-1)*per >= ColdL2Factor*tc.l2) {
+			if int64(n)*per < ColdL2Factor*tc.l2 || (n > MinInputSets && int64(n-1)*per >= ColdL2Factor*tc.l2) {
 				t.Errorf("%d sets of %d bytes against %d bytes of L2: not the fewest that hold %d× it", n, per, tc.l2, ColdL2Factor)
 			}
 		})
@@ -496,11 +496,11 @@ func TestRunColdL2Rotation(t *testing.T) {
 		{"warm", false, 0, false, false, 1, 64, true},
 		{"warm, L2 size given", false, 50 << 20, false, false, 1, 64, true},
 		{"warm, no graph", false, 0, true, false, 1, 0, false},
-		{"cold, 2 sets", true, 100, false, false, 2, 64, true},
-		{"cold, 3 sets", true, 700000, false, false, 3, 63, true},
+		{"cold, the fewest sets", true, 100, false, false, MinInputSets, 64, true},
+		{"cold, 9 sets", true, 2257305, false, false, 9, 63, true},
 		{"cold, 100 sets", true, 100 * per / 4, false, false, 100, 100, true},
-		{"cold, no graph", true, 700000, true, false, 3, 0, false},
-		{"cold, capture refused", true, 700000, false, true, 3, 0, false},
+		{"cold, no graph", true, 2257305, true, false, 9, 0, false},
+		{"cold, capture refused", true, 2257305, false, true, 9, 0, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -577,7 +577,7 @@ func TestRunColdL2Rotation(t *testing.T) {
 // there are at least two, and says so; with fewer it is an oom result.
 func TestRunColdL2Memory(t *testing.T) {
 	sh := decodeShape()
-	const l2 = 1 << 20 // 5 sets of 1 026 048 bytes hold 4 MiB
+	const l2 = 1 << 20 // 5 sets of 1 026 048 bytes hold 4 MiB; MinInputSets (8) it is
 	run := func(memory uint64) (Result, *fakeRole, *fakeGPU) {
 		g := newFakeGPU()
 		g.memory = memory
@@ -587,10 +587,10 @@ func TestRunColdL2Memory(t *testing.T) {
 	full, _, _ := run(0)
 	wg := newFakeGPU()
 	warm := Run(wg, 0, &fakeRole{g: wg, name: "attention.decode", ws: 4096, took: time.Microsecond}, sh, Options{MinTime: time.Millisecond})
-	if full.Status != StatusOK || full.InputSets != 5 || warm.InputSets != 1 {
+	if full.Status != StatusOK || full.InputSets != 8 || warm.InputSets != 1 {
 		t.Fatalf("unlimited memory: %s (%v), %d sets; warm %d sets", full.Status, full.Err, full.InputSets, warm.InputSets)
 	}
-	setAlloc := uint64(full.DeviceBytes-warm.DeviceBytes) / 4
+	setAlloc := uint64(full.DeviceBytes-warm.DeviceBytes) / 7
 	tests := []struct {
 		name     string
 		fit      int // sets the memory holds
@@ -600,12 +600,12 @@ func TestRunColdL2Memory(t *testing.T) {
 		wantNote string
 		wantErr  string
 	}{
-		{"all fit", 5, 0, StatusOK, 5, "", ""},
-		{"four and a half", 4, setAlloc / 2, StatusOK, 4, "only 4 of 5 input sets fit in device memory, together 3.9× the L2", ""},
-		{"three", 3, 0, StatusOK, 3, "only 3 of 5", ""},
-		{"two", 2, setAlloc - 1, StatusOK, 2, "only 2 of 5", ""},
-		{"one", 1, setAlloc / 2, StatusOOM, 5, "", "cold L2: input set 2 of 5 (1026048 bytes read per launch)"},
-		{"none", 0, 0, StatusOOM, 5, "", "cold L2: input set 1 of 5"},
+		{"all fit", 8, 0, StatusOK, 8, "", ""},
+		{"seven and a half", 7, setAlloc / 2, StatusOK, 7, "only 7 of 8 input sets fit in device memory, together 6.8× the L2", ""},
+		{"three", 3, 0, StatusOK, 3, "only 3 of 8", ""},
+		{"two", 2, setAlloc - 1, StatusOK, 2, "only 2 of 8", ""},
+		{"one", 1, setAlloc / 2, StatusOOM, 8, "", "cold L2: input set 2 of 8 (1026048 bytes read per launch)"},
+		{"none", 0, 0, StatusOOM, 8, "", "cold L2: input set 1 of 8"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

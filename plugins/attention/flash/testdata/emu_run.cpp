@@ -15,7 +15,7 @@ int main() {
     a.G = G;
     a.workspace = [](long long R, long long L) { // flash.go's decode workspace
         const long long perSplit = 4 * D + 8;
-        return 256 + 16 + 2 * perSplit * R + (perSplit + DTILE - 1) / DTILE * R * L;
+        return 256 + 16 + perSplit * R + (perSplit + DTILE - 1) / DTILE * R * L;
     };
     // Blocks run in a scrambled order: no block may depend on another of
     // its launch having run first.
@@ -30,15 +30,11 @@ int main() {
             emu_launch(flash_prefill, dim3{(unsigned)((p.num_q + BM - 1) / BM), H, S}, dim3{THREADS, 1, 1}, p);
 #endif
         } else {
-            // The grid rule KV_STREAM (engine/kernelrun.Grid) for a device
-            // that holds EMU_RESIDENT of these blocks at once (24 unless
-            // the test defines another).
-#ifndef EMU_RESIDENT
-#define EMU_RESIDENT 24
-#endif
-            const long long resident = EMU_RESIDENT, tiles = (p.max_kv_len + DTILE - 1) / DTILE;
-            const unsigned blocks = (unsigned)std::min(resident, tiles * KVH * S);
-            if (blocks > 0) emu_launch(flash_decode, dim3{blocks, 1, 1}, dim3{DTHREADS, 1, 1}, p);
+            // The grid rule KV_SPLITS (engine/kernelrun.Grid) for a device
+            // that holds 24 of these blocks at once.
+            const long long resident = 24, tiles = (p.max_kv_len + DTILE - 1) / DTILE;
+            const unsigned splits = (unsigned)std::max(1LL, std::min(tiles, resident / (long long)(KVH * S)));
+            emu_launch(flash_decode, dim3{splits, KVH, S}, dim3{DTHREADS, 1, 1}, p);
             emu_launch(flash_decode_combine, dim3{S * H * (unsigned)p.num_q, 1, 1}, dim3{COMBINE_THREADS, 1, 1}, p);
         }
     };

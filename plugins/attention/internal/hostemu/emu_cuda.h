@@ -89,6 +89,11 @@ struct emu_block {
 };
 extern thread_local emu_block *emu_this_block;
 
+// Programmatic dependent launch: launch.h declares its helpers for the
+// CUDA compiler only; the emulation runs kernels one after another.
+inline void longctx_wait_previous() {}
+inline void longctx_launch_dependents() {}
+
 inline void __syncthreads() { emu_this_block->block->wait(); }
 inline void __syncwarp(unsigned = 0xffffffffu) { emu_this_block->warps[threadIdx.x / 32]->wait(); }
 template <class T> inline T __shfl_xor_sync(unsigned, T v, int lane_mask) {
