@@ -184,7 +184,7 @@ func TestBenchAttentionColdRows(t *testing.T) {
 	dec := attnbench.Shape{Phase: attnbench.Decode, Batch: 1, N: 4096, Heads: 32, KVHeads: 8, HeadDim: 128}
 	big := attnbench.Shape{Phase: attnbench.Decode, Batch: 8, N: 32768, Heads: 32, KVHeads: 8, HeadDim: 128}
 	pre := attnbench.Shape{Phase: attnbench.Prefill, Batch: 8, N: 65536, Heads: 32, KVHeads: 8, HeadDim: 128}
-	note := "cold L2: only 3 of 26 input sets fit in device memory, together 0.5× the L2 rather than 4×"
+	note := "cold L2: only 3 of 26 input sets fit in device memory, together 0.5× the L2"
 	rows := []benchAttnRow{
 		benchRow(base, attnbench.Result{Shape: dec, Status: attnbench.StatusOK, MS: 0.012, MinMS: 0.011, TFLOPS: 1.4, GBps: 1398, Iters: 4992, Repeats: 5, Graph: true,
 			ColdL2: true, InputSets: 26, InputSetBytes: dec.InputBytes(), L2Bytes: 50 << 20}),

@@ -406,7 +406,7 @@ def make_sets(phase, b, n, H, KVH, D, per_set, l2_bytes, cold):
             free_memory()
             if cold and i >= 2 and is_oom(e):
                 note = (f"cold L2: only {i} of {want} input sets fit in device memory, "
-                        f"together {i * per_set / l2_bytes:.1f}x the L2 rather than {COLD_L2_FACTOR}x")
+                        f"together {i * per_set / l2_bytes:.1f}x the L2")
                 break
             what = f"cold L2: input set {i + 1} of {want} ({per_set} bytes read per call)" if cold else "inputs"
             sets = []

@@ -192,7 +192,7 @@ type Result struct {
 	// Note says what the figures must be read with: a cold run that got
 	// fewer input sets than ColdSets asked for because the device had not
 	// the memory (at least 2: consecutive launches still read different
-	// memory, but less than ColdL2Factor × L2 of it).
+	// memory, but fewer sets, or less than ColdL2Factor × L2 of it).
 	Note string
 }
 
@@ -280,8 +280,8 @@ func Run(d Driver, s cuda.Stream, role Launcher, shape Shape, opts Options) (res
 			return fail(fmt.Errorf("%v: cold L2: giving up input set %d: %w", shape, i+1, err))
 		}
 		res.InputSets = i
-		res.Note = fmt.Sprintf("cold L2: only %d of %d input sets fit in device memory, together %.1f× the L2 rather than %d×",
-			i, want, float64(int64(i)*res.InputSetBytes)/float64(opts.L2Bytes), ColdL2Factor)
+		res.Note = fmt.Sprintf("cold L2: only %d of %d input sets fit in device memory, together %.1f× the L2",
+			i, want, float64(int64(i)*res.InputSetBytes)/float64(opts.L2Bytes))
 		break
 	}
 	if err := u.sync(); err != nil {
