@@ -117,6 +117,20 @@ func TestBenchAttentionNoGPU(t *testing.T) {
 // Rows carry the fields tools/refgen/attn_bench.py writes and
 // attn_table.py reads: null figures for an oom row, and the decode
 // bandwidth as a share of the copy bandwidth.
+// rowJSON is r as its JSON line reads back: field names to values.
+func rowJSON(t *testing.T, r benchAttnRow) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 func TestBenchAttentionRows(t *testing.T) {
 	base := benchAttnRow{Source: "harness", Card: "NVIDIA H100 80GB HBM3", Driver: "13.0", Date: "2026-01-02T03:04:05Z",
 		Plugin: "flash", PluginVersion: "0.3.0", CopyGBPS: ptr(3000.0), L2: "warm", L2Bytes: 50 << 20}
@@ -127,15 +141,7 @@ func TestBenchAttentionRows(t *testing.T) {
 
 	var got []map[string]any
 	for _, r := range []benchAttnRow{ok, oom} {
-		b, err := json.Marshal(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m map[string]any
-		if err := json.Unmarshal(b, &m); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, m)
+		got = append(got, rowJSON(t, r))
 	}
 	for _, key := range []string{"source", "card", "driver", "date", "plugin", "phase", "batch", "n", "heads", "kv_heads", "head_dim",
 		"status", "ms", "tflops", "gbps", "copy_gbps", "gbps_counts", "l2", "l2_bytes"} {
@@ -194,14 +200,7 @@ func TestBenchAttentionColdRows(t *testing.T) {
 			Err: errors.New("cold L2: input set 2 of 2: Q of input set 1: cuMemAlloc: CUDA_ERROR_OUT_OF_MEMORY")}),
 	}
 	for i, r := range rows {
-		b, err := json.Marshal(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m map[string]any
-		if err := json.Unmarshal(b, &m); err != nil {
-			t.Fatal(err)
-		}
+		m := rowJSON(t, r)
 		if m["l2"] != "cold" || m["l2_bytes"] != float64(50<<20) || m["input_sets"] != float64(r.InputSets) || m["input_set_bytes"] != float64(r.InputSetBytes) {
 			t.Errorf("row %d: %v", i, m)
 		}

@@ -106,17 +106,12 @@ func TestGPUGraphCaptureReplay(t *testing.T) {
 	if err := g.d.StreamBeginCapture(0, CaptureModeThreadLocal); err == nil {
 		t.Fatal("capturing the legacy default stream was accepted")
 	}
-	must(t, g.d.StreamBeginCapture(s, CaptureModeThreadLocal))
 	nn := int32(n)
-	for i := 0; i < perGraph; i++ {
-		must(t, g.d.Launch(f, Dim3{(n + 255) / 256, 1, 1}, Dim3{256, 1, 1}, 0, s, unsafe.Pointer(&buf), unsafe.Pointer(&nn)))
-	}
-	graph, err := g.d.StreamEndCapture(s)
-	must(t, err)
-	exec, err := g.d.GraphInstantiate(graph)
-	must(t, err)
-	must(t, g.d.GraphDestroy(graph)) // the executable graph keeps its own copy
-	defer func() { must(t, g.d.GraphExecDestroy(exec)) }()
+	exec := captureGraph(t, g, s, func() {
+		for i := 0; i < perGraph; i++ {
+			must(t, g.d.Launch(f, Dim3{(n + 255) / 256, 1, 1}, Dim3{256, 1, 1}, 0, s, unsafe.Pointer(&buf), unsafe.Pointer(&nn)))
+		}
+	})
 
 	out := make([]byte, 4*n)
 	must(t, g.d.MemcpyDtoH(out, buf))
@@ -312,16 +307,11 @@ func BenchmarkLaunchOverhead(b *testing.B) {
 		g := openGPU(b)
 		f := loadKernel(b, g, openTestNVRTC(b), incrSource, "incr.cu", "empty")
 		s := newStream(b, g)
-		must(b, g.d.StreamBeginCapture(s, CaptureModeThreadLocal))
-		for j := 0; j < launches; j++ {
-			must(b, g.d.Launch(f, one, one, 0, s))
-		}
-		graph, err := g.d.StreamEndCapture(s)
-		must(b, err)
-		exec, err := g.d.GraphInstantiate(graph)
-		must(b, err)
-		must(b, g.d.GraphDestroy(graph))
-		b.Cleanup(func() { must(b, g.d.GraphExecDestroy(exec)) })
+		exec := captureGraph(b, g, s, func() {
+			for j := 0; j < launches; j++ {
+				must(b, g.d.Launch(f, one, one, 0, s))
+			}
+		})
 		must(b, g.d.GraphLaunch(exec, s)) // the first launch uploads the graph
 		must(b, g.d.StreamSynchronize(s))
 		b.ResetTimer()

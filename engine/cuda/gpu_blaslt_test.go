@@ -233,14 +233,7 @@ func TestGPUGemmInGraph(t *testing.T) {
 	must(t, g.d.MemcpyHtoD(c.dy, bf16Bytes(c.y0))) // so that only the replay can make Y right
 	must(t, g.d.Synchronize())
 
-	must(t, g.d.StreamBeginCapture(s, CaptureModeThreadLocal))
-	must(t, h.GemmBF16(s, spec, c.dy, c.dx, c.dw, c.dbias))
-	graph, err := g.d.StreamEndCapture(s)
-	must(t, err)
-	exec, err := g.d.GraphInstantiate(graph)
-	must(t, err)
-	must(t, g.d.GraphDestroy(graph))
-	defer func() { must(t, g.d.GraphExecDestroy(exec)) }()
+	exec := captureGraph(t, g, s, func() { must(t, h.GemmBF16(s, spec, c.dy, c.dx, c.dw, c.dbias)) })
 	if h.Plans() != 1 {
 		t.Fatalf("the captured Matmul made a new plan (%d plans)", h.Plans())
 	}

@@ -68,14 +68,7 @@ func TestGPULaunchEx(t *testing.T) {
 	launch()
 	check(int32(len(kinds)))
 
-	must(t, g.d.StreamBeginCapture(s, CaptureModeThreadLocal))
-	launch()
-	graph, err := g.d.StreamEndCapture(s)
-	must(t, err)
-	exec, err := g.d.GraphInstantiate(graph)
-	must(t, err)
-	must(t, g.d.GraphDestroy(graph))
-	defer func() { must(t, g.d.GraphExecDestroy(exec)) }()
+	exec := captureGraph(t, g, s, launch)
 	const replays = 5
 	for range replays {
 		must(t, g.d.GraphLaunch(exec, s))

@@ -19,6 +19,22 @@ type gpuEnv struct {
 	info DeviceInfo
 }
 
+// captureGraph records the work enqueue puts on s into an executable
+// graph, destroyed when the test ends (the graph itself at once: the
+// executable one keeps its own copy).
+func captureGraph(tb testing.TB, g *gpuEnv, s Stream, enqueue func()) GraphExec {
+	tb.Helper()
+	must(tb, g.d.StreamBeginCapture(s, CaptureModeThreadLocal))
+	enqueue()
+	graph, err := g.d.StreamEndCapture(s)
+	must(tb, err)
+	exec, err := g.d.GraphInstantiate(graph)
+	must(tb, err)
+	must(tb, g.d.GraphDestroy(graph))
+	tb.Cleanup(func() { must(tb, g.d.GraphExecDestroy(exec)) })
+	return exec
+}
+
 func openGPU(t testing.TB) *gpuEnv {
 	t.Helper()
 	if os.Getenv("LONGCTX_GPU") != "1" {

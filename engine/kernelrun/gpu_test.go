@@ -191,17 +191,7 @@ func TestGPUGraphCapture(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(env.D.StreamBeginCapture(env.Stream, cuda.CaptureModeThreadLocal))
-	if err := role.Launch(env.Stream, p); err != nil {
-		env.D.StreamEndCapture(env.Stream)
-		t.Fatal(err)
-	}
-	g, err := env.D.StreamEndCapture(env.Stream)
-	must(err)
-	defer env.D.GraphDestroy(g)
-	exec, err := env.D.GraphInstantiate(g)
-	must(err)
-	defer env.D.GraphExecDestroy(exec)
+	exec := env.Graph(func() error { return role.Launch(env.Stream, p) })
 	for rep := range 3 {
 		env.Poison(out, 8)
 		env.Poison(ws, wsBytes)
@@ -445,23 +435,7 @@ func TestGPUOverlapPrevious(t *testing.T) {
 		verify(fmt.Sprintf("stream launch %d", rep), s)
 	}
 
-	if err := env.D.StreamBeginCapture(env.Stream, cuda.CaptureModeThreadLocal); err != nil {
-		t.Fatal(err)
-	}
-	if err := role.Launch(env.Stream, p); err != nil {
-		env.D.StreamEndCapture(env.Stream)
-		t.Fatal(err)
-	}
-	g, err := env.D.StreamEndCapture(env.Stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.D.GraphDestroy(g)
-	exec, err := env.D.GraphInstantiate(g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.D.GraphExecDestroy(exec)
+	exec := env.Graph(func() error { return role.Launch(env.Stream, p) })
 	for rep := range 4 {
 		s := prepare()
 		if err := env.D.GraphLaunch(exec, env.Stream); err != nil {

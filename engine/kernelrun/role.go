@@ -232,6 +232,18 @@ func NewRole(d Driver, kernels []sdk.Kernel, cfg Config) (_ *Role, err error) {
 	return r, nil
 }
 
+// residentRule checks what the rules that fill the device need: a key tile
+// and the resident block count.
+func residentRule(l sdk.Launch, resident int) error {
+	if l.TileKV <= 0 {
+		return fmt.Errorf("grid rule %d: tile_kv %d", l.Grid, l.TileKV)
+	}
+	if resident <= 0 {
+		return fmt.Errorf("grid rule %d: %d resident blocks", l.Grid, resident)
+	}
+	return nil
+}
+
 // needsResident reports whether a grid rule follows from how many blocks
 // of the kernel the device holds at once.
 func needsResident(g sdk.GridRule) bool {
@@ -334,11 +346,8 @@ func Grid(l sdk.Launch, p Problem, resident int) (cuda.Dim3, error) {
 		}
 		x, y, z = ceil(p.MaxKVLen, l.TileKV), int64(p.NumKVHeads), int64(p.NumSeqs)
 	case sdk.GridKVSplitsKVHeadsSeqs:
-		if l.TileKV <= 0 {
-			return cuda.Dim3{}, fmt.Errorf("grid rule %d: tile_kv %d", l.Grid, l.TileKV)
-		}
-		if resident <= 0 {
-			return cuda.Dim3{}, fmt.Errorf("grid rule %d: %d resident blocks", l.Grid, resident)
+		if err := residentRule(l, resident); err != nil {
+			return cuda.Dim3{}, err
 		}
 		y, z = int64(p.NumKVHeads), int64(p.NumSeqs)
 		// As many splits as fill the device once, no more than there are
@@ -351,11 +360,8 @@ func Grid(l sdk.Launch, p Problem, resident int) (cuda.Dim3, error) {
 			x = max(x, 1)
 		}
 	case sdk.GridKVStream:
-		if l.TileKV <= 0 {
-			return cuda.Dim3{}, fmt.Errorf("grid rule %d: tile_kv %d", l.Grid, l.TileKV)
-		}
-		if resident <= 0 {
-			return cuda.Dim3{}, fmt.Errorf("grid rule %d: %d resident blocks", l.Grid, resident)
+		if err := residentRule(l, resident); err != nil {
+			return cuda.Dim3{}, err
 		}
 		if p.MaxKVLen < 0 || p.NumKVHeads < 0 || p.NumSeqs < 0 {
 			return cuda.Dim3{}, fmt.Errorf("grid rule %d: negative size in %+v", l.Grid, p)

@@ -184,6 +184,30 @@ func (e *Env) Poison(p cuda.DevicePtr, n int64) {
 	}
 }
 
+// Graph captures what enqueue puts on the stream into a CUDA graph and
+// returns it instantiated, destroyed when the test ends.
+func (e *Env) Graph(enqueue func() error) cuda.GraphExec {
+	e.TB.Helper()
+	if err := e.D.StreamBeginCapture(e.Stream, cuda.CaptureModeThreadLocal); err != nil {
+		e.TB.Fatal(err)
+	}
+	if err := enqueue(); err != nil {
+		e.D.StreamEndCapture(e.Stream)
+		e.TB.Fatal(err)
+	}
+	g, err := e.D.StreamEndCapture(e.Stream)
+	if err != nil {
+		e.TB.Fatal(err)
+	}
+	e.TB.Cleanup(func() { e.D.GraphDestroy(g) })
+	exec, err := e.D.GraphInstantiate(g)
+	if err != nil {
+		e.TB.Fatal(err)
+	}
+	e.TB.Cleanup(func() { e.D.GraphExecDestroy(exec) })
+	return exec
+}
+
 // Sync waits for the stream.
 func (e *Env) Sync() {
 	e.TB.Helper()

@@ -386,23 +386,7 @@ func (s Suite) DecodeGraph(t *testing.T) {
 	p := pr.Params
 	ws := role.Workspace(int(p.NumSeqs), int(p.NumHeads), 1, capacity)
 	p.Workspace, p.WorkspaceBytes = env.Alloc(ws), uint64(ws)
-	if err := env.D.StreamBeginCapture(env.Stream, cuda.CaptureModeThreadLocal); err != nil {
-		t.Fatal(err)
-	}
-	if err := role.Launch(env.Stream, &p); err != nil {
-		env.D.StreamEndCapture(env.Stream)
-		t.Fatal(err)
-	}
-	g, err := env.D.StreamEndCapture(env.Stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.D.GraphDestroy(g)
-	exec, err := env.D.GraphInstantiate(g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.D.GraphExecDestroy(exec)
+	exec := env.Graph(func() error { return role.Launch(env.Stream, &p) })
 
 	for _, lens := range [][]int{{1000, 3000}, {1, 4096}, {2500, 17}} {
 		// Shorten each head (keys are a prefix of the full cache) and
