@@ -18,7 +18,10 @@ Rows say how L2 was treated ("l2": "warm", the default and what rows
 without the field were: every call read the same inputs; "cold", from
 --cold-l2: calls rotated through input sets holding together >= 4x the
 L2). Each table is of one mode, named in its title; cold and warm rows of
-the same plugin make two tables. A cold row is never set beside a warm
+the same plugin make two tables. Two builds of one plugin (e.g.
+`bench/attention.sh plugins/attention/flash old/flash`, both named "flash")
+get a table each, labelled by file: "flash [flash]" and "flash [old]".
+A cold row is never set beside a warm
 reference row as one ratio: where only the other mode's reference row
 exists, the script stops with an error naming both files.
 
@@ -44,8 +47,25 @@ def load(paths):
                     print(f"attn_table.py: {p}:{i}: {e}", file=sys.stderr)
                     continue
                 r["_file"] = f"{p}:{i}"
+                r["_path"] = p
                 rows.append(r)
+    label(rows)
     return rows
+
+
+def label(rows):
+    """Sets each harness row's "_label": its plugin's name, and where rows of
+    that name come from more than one file (two builds of a plugin), the
+    file's stem too, so that neither overwrites the other."""
+    files = {}
+    for r in rows:
+        if r.get("source") == "harness":
+            files.setdefault(r.get("plugin"), set()).add(r["_path"])
+    for r in rows:
+        if r.get("source") == "harness":
+            name = r.get("plugin")
+            stem = r["_path"].rsplit("/", 1)[-1].removesuffix(".jsonl")
+            r["_label"] = f"{name} [{stem}]" if len(files[name]) > 1 else name
 
 
 def l2_mode(r):
@@ -83,16 +103,16 @@ def header(rows):
     lines = []
     seen = set()
     for r in rows:
-        src = (r.get("source"), r.get("plugin") if r.get("source") == "harness" else "torch")
+        src = (r.get("source"), r.get("_label") if r.get("source") == "harness" else "torch")
         if src in seen:
             continue
         seen.add(src)
-        what = f"{r.get('plugin')} {r.get('plugin_version', '')}".strip() if src[0] == "harness" else f"PyTorch {r.get('plugin_version', '')}"
+        what = f"{r.get('_label')} {r.get('plugin_version', '')}".strip() if src[0] == "harness" else f"PyTorch {r.get('plugin_version', '')}"
         bw = r.get("copy_gbps")
         bw = f"{bw:.0f} GB/s" if isinstance(bw, (int, float)) else "not measured"
         lines.append(f"- {what}: {r.get('card')}, driver {r.get('driver')}, {r.get('date')}; device copy bandwidth {bw}; "
                      + l2_note(x for x in rows if x.get("source") == r.get("source")
-                               and (src[0] != "harness" or x.get("plugin") == r.get("plugin"))))
+                               and (src[0] != "harness" or x.get("_label") == r.get("_label"))))
     cards = {r.get("card") for r in rows}
     if len(cards) > 1:
         lines.append(f"- **different cards in one table: {sorted(map(str, cards))}**")
@@ -163,7 +183,7 @@ def main():
         if r.get("source") == "torch" and r.get("plugin") in REFS:
             refs[(r["plugin"], l2_mode(r)) + key(r)] = r
         elif r.get("source") == "harness":
-            p = (r.get("plugin"), l2_mode(r))
+            p = (r["_label"], l2_mode(r))
             if p not in ours:
                 ours[p] = {}
                 order.append(p)

@@ -326,14 +326,21 @@ __device__ __forceinline__ float quad_sum(float v) {
 template <int ROWS, int NTHREADS, bool STREAM = false>
 __device__ __forceinline__ void load_rows(bits16 *dst, const bits16 *src, long long stride, int n, bool vec) {
     if (vec) {
-        constexpr int CH = D / 8;
+        // Chunk threadIdx % CH of rows threadIdx / CH + RP k: one pointer
+        // walks the rows, where computing each chunk's address from its
+        // index cost 5-6 % of flash_prefill's speed on an H100
+        // (bench/RESULTS.md).
+        constexpr int CH = D / 8, RP = NTHREADS / CH;
+        static_assert(NTHREADS % CH == 0, "whole rows a pass");
+        const int c = threadIdx.x % CH * 8;
+        int r = threadIdx.x / CH;
+        const bits16 *s = src + r * stride + c;
+        bits16 *d = dst + r * LDS + c;
 #pragma unroll
-        for (int k = 0; k < (ROWS * CH + NTHREADS - 1) / NTHREADS; k++) {
-            const int idx = threadIdx.x + k * NTHREADS;
-            if ((ROWS * CH) % NTHREADS != 0 && idx >= ROWS * CH) break;
-            const int r = idx / CH, c = idx % CH * 8;
-            if (r < n) copy16_async<STREAM>(dst + r * LDS + c, src + r * stride + c);
-            else *reinterpret_cast<uint4 *>(dst + r * LDS + c) = make_uint4(0u, 0u, 0u, 0u);
+        for (int k = 0; k < (ROWS + RP - 1) / RP; k++, r += RP, s += RP * stride, d += RP * LDS) {
+            if (ROWS % RP != 0 && r >= ROWS) break;
+            if (r < n) copy16_async<STREAM>(d, s);
+            else *reinterpret_cast<uint4 *>(d) = make_uint4(0u, 0u, 0u, 0u);
         }
     } else {
         for (int idx = threadIdx.x; idx < ROWS * D; idx += NTHREADS) {
@@ -883,15 +890,23 @@ __device__ __forceinline__ BlockWork block_work(const longctx_attention_params &
 
 // flash_prefill_sm90ws: the wgmma prefill with warp specialisation, as in
 // FlashAttention-3 but fed by cp.async instead of TMA. A block owns 128
-// query rows of one head. Warpgroup 0 only copies K and V into 3 stages
+// query rows of one head. Warpgroup 0 only copies K and V into 4 stages
 // (mbarriers "full": the copies of a stage landed, "empty": both
-// consumers are done with it); warpgroups 1 and 2 each own 64 query rows
+// consumers are done with it), with as few instructions as it can
+// (copy_kv_lean): its warps share the SM's schedulers with the consumers,
+// and the copying loop with every chunk's address computed apart ran
+// 8-12 % slower on an H100 (bench/RESULTS.md); warpgroups 1 and 2 each own 64 query rows
 // and take turns on the tensor cores (named barriers 1 and 2), so that
 // one's softmax runs while the other's products do. Per key tile i a consumer issues S(i+1) and P·V(i) in its
 // turn, then turns S(i+1) into probabilities while both run.
 namespace flash90 {
 
-constexpr int WS_STAGES = 3, WS_THREADS = 384;
+// K/V stages: 4 measured 1-2 % faster than 3 on an H100, 2 a third
+// slower (bench/RESULTS.md).
+#ifndef FLASH_SM90_STAGES
+#define FLASH_SM90_STAGES 4
+#endif
+constexpr int WS_STAGES = FLASH_SM90_STAGES, WS_THREADS = 384;
 constexpr int WS_SMEM = HQ_BYTES + WS_STAGES * 2 * HKV_BYTES + 1024;
 #ifdef FLASH_EXPECT_SM90WS_SMEM
 static_assert(FLASH_EXPECT_SM90WS_SMEM == WS_SMEM, "Go's flash_prefill_sm90ws shared memory differs from the kernel's");
@@ -962,6 +977,30 @@ __device__ __forceinline__ void copy16_or_zero(void *dst, const void *src, bool 
 // matrix (rows stride elements apart, n of the tile's rows real, the rest
 // zero), by NT threads of which this is thread t. Returns whether it used
 // plain stores (rows not 16-byte aligned) rather than cp.async.
+// K and V of one tile into a stage, by the copying warpgroup's 128
+// threads, for rows 16-byte aligned: thread t copies 16-byte chunk t % CH
+// of rows t / CH + RP k (CH chunks a row, RP = 128 / CH rows a pass, a
+// multiple of 8, so the swizzle is the same on every pass and the offsets
+// are RP · 128 bytes apart): one pointer per matrix walks the tile, a
+// handful of registers where the unrolled copy_rows holds every chunk's
+// address.
+__device__ __forceinline__ void copy_kv_lean(unsigned char *dst, const bits16 *k, const bits16 *v, long long kstride, long long vstride, int n, int t) {
+    constexpr int CH = D / 8, RP = 128 / CH;
+    static_assert(RP % 8 == 0, "whole swizzle periods a pass");
+    const int c = t % CH, r0 = t / CH;
+    unsigned char *d = dst + swizzled<HBN>(r0, c);
+    const bits16 *pk = k + r0 * kstride + c * 8, *pv = v + r0 * vstride + c * 8;
+#pragma unroll 2
+    for (int r = r0; r < HBN; r += RP) {
+        const bool ok = r < n;
+        copy16_or_zero(d, ok ? pk : k, ok);
+        copy16_or_zero(d + HKV_BYTES, ok ? pv : v, ok);
+        d += RP * 128;
+        pk += RP * kstride;
+        pv += RP * vstride;
+    }
+}
+
 template <int TILE, int ROWS, int NT>
 __device__ __forceinline__ bool copy_rows(unsigned char *dst, const bits16 *src, long long stride, int n, bool vec, int r0, int t) {
     constexpr int CH = D / 8;
@@ -1002,12 +1041,17 @@ extern "C" __global__ void __launch_bounds__(flash90::WS_THREADS, 1) flash_prefi
     const int tiles = (bw.kend - bw.kbegin + HBN - 1) / HBN;
 
     if (wg == 0) {
-        // Producer: tile j into stage j % 3 once its last tenant (j - 3)
-        // is released.
+        // Producer: tile j into stage j % WS_STAGES once its last tenant
+        // (j - WS_STAGES) is released.
         for (int j = 0; j < tiles; j++) {
             const int st = j % WS_STAGES, n0 = bw.kbegin + j * HBN, nk = min(HBN, bw.kend - n0);
             if (j >= WS_STAGES) mbar_wait(empty0 + 8 * st, (j / WS_STAGES - 1) & 1);
             unsigned char *k = sKV + st * 2 * HKV_BYTES;
+            if (bw.vk && bw.vv) {
+                copy_kv_lean(k, bw.ksrc + (long long)n0 * bw.kstride, bw.vsrc + (long long)n0 * bw.vstride, bw.kstride, bw.vstride, nk, tid);
+                mbar_arrive_copies(full0 + 8 * st);
+                continue;
+            }
             const bool plain = copy_rows<HBN, HBN, 128>(k, bw.ksrc + (long long)n0 * bw.kstride, bw.kstride, nk, bw.vk, 0, tid) |
                                copy_rows<HBN, HBN, 128>(k + HKV_BYTES, bw.vsrc + (long long)n0 * bw.vstride, bw.vstride, nk, bw.vv, 0, tid);
             if (plain) {

@@ -20,7 +20,7 @@ import (
 )
 
 // Version is the plugin's version.
-const Version = "0.3.0"
+const Version = "0.4.0"
 
 //go:embed flash.cu
 var cudaSource string
@@ -57,8 +57,17 @@ const combineThreads = 512
 // scores, the output and P spill (bench/RESULTS.md).
 const sm90DefaultBN = 64
 
-// sm90WSSharedMem is flash_prefill_sm90ws's: Q and 3 stages of K and V.
-func sm90WSSharedMem(d, bn int) int { return 128*d*2 + 3*2*bn*d*2 + 1024 }
+// sm90WSSharedMem is flash_prefill_sm90ws's: Q and the stages of K and V.
+func sm90WSSharedMem(d, bn, stages int) int { return 128*d*2 + stages*2*bn*d*2 + 1024 }
+
+// sm90DefaultStages are flash_prefill_sm90ws's K/V stages where they fit
+// sm90MaxSharedMem; fewer where not (128-key steps at d 128 fit 3).
+const sm90DefaultStages = 4
+
+// sm90MaxSharedMem is the dynamic shared memory a block may use on sm_90a
+// (227 KiB) less flash_prefill_sm90ws's static shared memory (its key range
+// and stage barriers, under 128 bytes).
+const sm90MaxSharedMem = 227<<10 - 128
 
 // sm90WSThreads is flash_prefill_sm90ws's block: a copying warpgroup and
 // two computing ones.
@@ -83,6 +92,7 @@ type geometry struct {
 	// step (64 or 128) for the prefill role; prefillRows, prefillWarps and
 	// prefillBN then describe the unused mma.sync kernel.
 	sm90BN       int
+	sm90Stages   int // flash_prefill_sm90ws's K/V stages; 0 means sm90DefaultStages
 	prefillRows  int // query rows per prefill block, 16 or 32 per warp
 	prefillWarps int // share a prefill block's query rows
 	prefillBN    int // keys per step of a prefill block: 32 or 64
@@ -175,9 +185,20 @@ func kernels(m sdk.ModelShape, dtype string, geo geometry) ([]sdk.Kernel, error)
 	prefillEntry := "flash_prefill"
 	if geo.sm90BN > 0 {
 		prefillEntry = "flash_prefill_sm90ws"
-		prefill = sdk.Launch{Grid: sdk.GridQTilesHeadsSeqs, BlockX: sm90WSThreads, TileQ: 128, SharedMemBytes: sm90WSSharedMem(d, geo.sm90BN)}
+		stages := geo.sm90Stages
+		if stages == 0 {
+			stages = sm90DefaultStages
+			for stages > 2 && sm90WSSharedMem(d, geo.sm90BN, stages) > sm90MaxSharedMem {
+				stages--
+			}
+		}
+		if smem := sm90WSSharedMem(d, geo.sm90BN, stages); smem > sm90MaxSharedMem {
+			return nil, fmt.Errorf("flash: wgmma prefill with %d-key steps and %d stages needs %d bytes of shared memory, more than sm_90a's %d", geo.sm90BN, stages, smem, sm90MaxSharedMem)
+		}
+		prefill = sdk.Launch{Grid: sdk.GridQTilesHeadsSeqs, BlockX: sm90WSThreads, TileQ: 128, SharedMemBytes: sm90WSSharedMem(d, geo.sm90BN, stages)}
 		opts = append(opts, "--define-macro=FLASH_SM90=1",
 			fmt.Sprintf("--define-macro=FLASH_SM90_BN=%d", geo.sm90BN),
+			fmt.Sprintf("--define-macro=FLASH_SM90_STAGES=%d", stages),
 			fmt.Sprintf("--define-macro=FLASH_EXPECT_SM90WS_SMEM=%d", prefill.SharedMemBytes))
 	}
 	for _, d := range geo.defines {

@@ -2,6 +2,7 @@ package flash
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -74,11 +75,11 @@ func TestKernelsPicksPrefill(t *testing.T) {
 		smem    int
 		err     string
 	}{
-		{"hopper d128 auto", hopper, 128, PrefillAuto, "flash_prefill_sm90ws", 384, 128*128*2 + 6*64*128*2 + 1024, ""},
-		{"hopper d64 auto", hopper, 64, "", "flash_prefill_sm90ws", 384, 128*64*2 + 6*64*64*2 + 1024, ""},
+		{"hopper d128 auto", hopper, 128, PrefillAuto, "flash_prefill_sm90ws", 384, 128*128*2 + 8*64*128*2 + 1024, ""},
+		{"hopper d64 auto", hopper, 64, "", "flash_prefill_sm90ws", 384, 128*64*2 + 8*64*64*2 + 1024, ""},
 		{"hopper d32 auto", hopper, 32, PrefillAuto, "flash_prefill", 128, (128 + 2*64) * (32 + 8) * 2, ""},
 		{"hopper d128 mma.sync", hopper, 128, PrefillMMA, "flash_prefill", 128, (128 + 2*64) * (128 + 8) * 2, ""},
-		{"hopper d128 wgmma", hopper, 128, PrefillWGMMA, "flash_prefill_sm90ws", 384, 128*128*2 + 6*64*128*2 + 1024, ""},
+		{"hopper d128 wgmma", hopper, 128, PrefillWGMMA, "flash_prefill_sm90ws", 384, 128*128*2 + 8*64*128*2 + 1024, ""},
 		{"ampere d128 auto", ampere, 128, PrefillAuto, "flash_prefill", 128, (128 + 2*64) * (128 + 8) * 2, ""},
 		{"blackwell d128 auto", blackwell, 128, PrefillAuto, "flash_prefill", 128, (128 + 2*64) * (128 + 8) * 2, ""},
 		{"ampere wgmma", ampere, 128, PrefillWGMMA, "", 0, 0, `needs an sm_90a GPU (Hopper), this one is "sm_80"`},
@@ -147,6 +148,44 @@ func TestKernelsDecodeFitsSharedMemory(t *testing.T) {
 					t.Errorf("%s d%d: decode block of %d threads, want %d warps", c.arch, d, k.Launch.BlockX, c.warps)
 				}
 			}
+		}
+	}
+}
+
+// TestHopperPrefillFitsSharedMemory: every wgmma prefill build fits sm_90a's
+// 227 KiB a block, taking the default 4 stages where they fit and fewer
+// where not, and a build asked for more stages than fit is refused.
+func TestHopperPrefillFitsSharedMemory(t *testing.T) {
+	for _, c := range []struct {
+		d, bn, stages, wantStages int
+		wantErr                   bool
+	}{
+		{d: 64, bn: 64, wantStages: 4},
+		{d: 128, bn: 64, wantStages: 4},
+		{d: 64, bn: 128, wantStages: 4},
+		{d: 128, bn: 128, wantStages: 3},
+		{d: 128, bn: 64, stages: 2, wantStages: 2},
+		{d: 128, bn: 128, stages: 4, wantErr: true},
+	} {
+		geo := defaultGeometry
+		geo.sm90BN, geo.sm90Stages = c.bn, c.stages
+		ks, err := kernels(sdk.ModelShape{NumLayers: 1, NumHeads: 32, NumKVHeads: 8, HeadDim: c.d}, "bf16", geo)
+		if c.wantErr {
+			if err == nil {
+				t.Errorf("d%d bn%d stages %d: no error, want one (%d bytes)", c.d, c.bn, c.stages, sm90WSSharedMem(c.d, c.bn, c.stages))
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("d%d bn%d stages %d: %v", c.d, c.bn, c.stages, err)
+		}
+		k := ks[0]
+		if k.Entry != "flash_prefill_sm90ws" || k.Launch.SharedMemBytes > 227<<10 {
+			t.Errorf("d%d bn%d: %s with %d bytes of shared memory", c.d, c.bn, k.Entry, k.Launch.SharedMemBytes)
+		}
+		want := fmt.Sprintf("--define-macro=FLASH_SM90_STAGES=%d", c.wantStages)
+		if !slices.Contains(k.CompileOptions, want) || k.Launch.SharedMemBytes != sm90WSSharedMem(c.d, c.bn, c.wantStages) {
+			t.Errorf("d%d bn%d stages %d: options %v, %d bytes; want %s", c.d, c.bn, c.stages, k.CompileOptions, k.Launch.SharedMemBytes, want)
 		}
 	}
 }

@@ -62,10 +62,11 @@ func BenchmarkGPUFlashDecode(b *testing.B) { flashSuite.BenchDecode(b) }
 func geometryRoles(geo geometry) func(tb testing.TB, env *gputest.Env, c attngpu.Case) (prefill, decode *kernelrun.Role) {
 	return func(tb testing.TB, env *gputest.Env, c attngpu.Case) (prefill, decode *kernelrun.Role) {
 		tb.Helper()
-		if geo.sm90BN > 0 && (env.Device().Arch != "sm_90a" || (c.D != 64 && c.D != 128)) {
-			geo.sm90BN = 0 // the mma.sync kernel where wgmma cannot run
+		g := geo // per case: a case wgmma cannot run must not change the next one's build
+		if g.sm90BN > 0 && (env.Device().Arch != "sm_90a" || (c.D != 64 && c.D != 128)) {
+			g.sm90BN = 0 // the mma.sync kernel where wgmma cannot run
 		}
-		ks, err := kernels(sdk.ModelShape{NumLayers: 1, NumHeads: c.Heads, NumKVHeads: c.KVHeads, HeadDim: c.D}, "bf16", geo)
+		ks, err := kernels(sdk.ModelShape{NumLayers: 1, NumHeads: c.Heads, NumKVHeads: c.KVHeads, HeadDim: c.D}, "bf16", g)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -105,6 +106,9 @@ func (g geometry) String() string {
 	s := fmt.Sprintf("rows%d_warps%d_bn%d_tile%d", g.prefillRows, g.prefillWarps, g.prefillBN, g.decodeTile)
 	if g.sm90BN > 0 {
 		s = fmt.Sprintf("wgmma_ws_bn%d_tile%d", g.sm90BN, g.decodeTile)
+	}
+	if g.sm90Stages != 0 && g.sm90Stages != sm90DefaultStages {
+		s += fmt.Sprintf("_stages%d", g.sm90Stages)
 	}
 	if g.decodeWarps != defaultGeometry.decodeWarps || g.decodeBuffers != defaultGeometry.decodeBuffers {
 		s += fmt.Sprintf("_decode%dw%db", g.decodeWarps, g.decodeBuffers)
