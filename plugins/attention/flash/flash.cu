@@ -894,11 +894,12 @@ __device__ __forceinline__ BlockWork block_work(const longctx_attention_params &
 // (mbarriers "full": the copies of a stage landed, "empty": both
 // consumers are done with it), with as few instructions as it can
 // (copy_kv_lean): its warps share the SM's schedulers with the consumers,
-// and the copying loop with every chunk's address computed apart ran
-// 8-12 % slower on an H100 (bench/RESULTS.md); warpgroups 1 and 2 each own 64 query rows
-// and take turns on the tensor cores (named barriers 1 and 2), so that
-// one's softmax runs while the other's products do. Per key tile i a consumer issues S(i+1) and P·V(i) in its
-// turn, then turns S(i+1) into probabilities while both run.
+// and a copying loop that computed every chunk's address apart ran 8-12 %
+// slower on an H100 (bench/RESULTS.md). Warpgroups 1 and 2 each own 64
+// query rows and take turns on the tensor cores (named barriers 1 and 2),
+// so that one's softmax runs while the other's products do. Per key tile
+// i a consumer issues S(i+1) and P·V(i) in its turn, then turns S(i+1)
+// into probabilities while both run.
 namespace flash90 {
 
 // K/V stages: 4 measured 1-2 % faster than 3 on an H100, 2 a third
@@ -973,10 +974,6 @@ __device__ __forceinline__ void copy16_or_zero(void *dst, const void *src, bool 
 #endif
 }
 
-// Rows [r0, r0 + ROWS) of a swizzled tile of TILE rows from a D-wide
-// matrix (rows stride elements apart, n of the tile's rows real, the rest
-// zero), by NT threads of which this is thread t. Returns whether it used
-// plain stores (rows not 16-byte aligned) rather than cp.async.
 // K and V of one tile into a stage, by the copying warpgroup's 128
 // threads, for rows 16-byte aligned: thread t copies 16-byte chunk t % CH
 // of rows t / CH + RP k (CH chunks a row, RP = 128 / CH rows a pass, a
@@ -1001,6 +998,10 @@ __device__ __forceinline__ void copy_kv_lean(unsigned char *dst, const bits16 *k
     }
 }
 
+// Rows [r0, r0 + ROWS) of a swizzled tile of TILE rows from a D-wide
+// matrix (rows stride elements apart, n of the tile's rows real, the rest
+// zero), by NT threads of which this is thread t. Returns whether it used
+// plain stores (rows not 16-byte aligned) rather than cp.async.
 template <int TILE, int ROWS, int NT>
 __device__ __forceinline__ bool copy_rows(unsigned char *dst, const bits16 *src, long long stride, int n, bool vec, int r0, int t) {
     constexpr int CH = D / 8;
