@@ -209,14 +209,15 @@ __device__ __forceinline__ unsigned smem_addr(const void *p) {
 // its last copy_commit form a group; copy_wait<N> waits until at most its
 // N latest groups are pending, and a barrier then shows them to the block.
 // STREAM marks data read once (decode's K and V): L2 evicts it first, so
-// what is reused stays (about 1 % faster decode with cold inputs on an
-// H100, bench/RESULTS.md; prefill rereads K and V and keeps the default).
+// what is reused stays, and fetches whole 128-byte lines from DRAM (each
+// 1-5 % faster decode with cold inputs on an H100, bench/RESULTS.md;
+// prefill rereads K and V and keeps the default).
 template <bool STREAM = false> __device__ __forceinline__ void copy16_async(void *dst, const void *src) {
 #ifdef __CUDA_ARCH__
     if constexpr (STREAM) {
         unsigned long long policy;
         asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
-        asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)), "l"(src), "l"(policy) : "memory");
+        asm volatile("cp.async.cg.shared.global.L2::cache_hint.L2::128B [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)), "l"(src), "l"(policy) : "memory");
     } else {
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_addr(dst)), "l"(src) : "memory");
     }
