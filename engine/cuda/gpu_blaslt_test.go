@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
-	"time"
 )
 
 // bf16 helpers: round to nearest even, as the GPU converts.
@@ -296,7 +295,7 @@ func BenchmarkGemmBF16(b *testing.B) {
 			for _, w := range ws { // plan and warm up
 				must(b, h.GemmBF16(s, spec, y, x, w, 0))
 			}
-			el := timeOnStream(b, g, s, func(i int) error { return h.GemmBF16(s, spec, y, x, ws[i%len(ws)], 0) })
+			el := gpuTime(b, g, s, b.N, func(i int) error { return h.GemmBF16(s, spec, y, x, ws[i%len(ws)], 0) })
 			per := el.Seconds()
 			flops := 2 * float64(bc.m) * float64(bc.n) * float64(bc.k)
 			bytes := 2 * float64(bc.m*bc.k+bc.n*bc.k+bc.m*bc.n)
@@ -305,31 +304,4 @@ func BenchmarkGemmBF16(b *testing.B) {
 			b.ReportMetric(bytes/per/1e9, "GB/s")
 		})
 	}
-}
-
-// timeOnStream is the GPU time per call of op(i), i = 0 .. b.N-1, enqueued
-// on s between two events after s is idle; the benchmark's timer runs
-// around it only.
-func timeOnStream(b *testing.B, g *gpuEnv, s Stream, op func(i int) error) time.Duration {
-	start, err := g.d.EventCreate(0)
-	must(b, err)
-	defer g.d.EventDestroy(start)
-	end, err := g.d.EventCreate(0)
-	must(b, err)
-	defer g.d.EventDestroy(end)
-	must(b, g.d.StreamSynchronize(s))
-
-	b.ResetTimer()
-	must(b, g.d.EventRecord(start, s))
-	for i := 0; i < b.N; i++ {
-		if err := op(i); err != nil {
-			b.Fatal(err)
-		}
-	}
-	must(b, g.d.EventRecord(end, s))
-	must(b, g.d.EventSynchronize(end))
-	b.StopTimer()
-	el, err := g.d.EventElapsed(start, end)
-	must(b, err)
-	return el / time.Duration(b.N)
 }

@@ -86,22 +86,10 @@ func logOverlapGain(t *testing.T, g *gpuEnv, f Function, s Stream, buf DevicePtr
 	const n, launches = 1 << 16, 200
 	nn := int32(n)
 	grid, block := Dim3{uint32(g.info.Multiprocessors), 1, 1}, Dim3{256, 1, 1}
-	start, err := g.d.EventCreate(0)
-	must(t, err)
-	defer g.d.EventDestroy(start)
-	end, err := g.d.EventCreate(0)
-	must(t, err)
-	defer g.d.EventDestroy(end)
 	per := func(programmatic bool) time.Duration {
-		must(t, g.d.EventRecord(start, s))
-		for range launches {
-			must(t, g.d.LaunchEx(f, grid, block, 0, s, programmatic, unsafe.Pointer(&buf), unsafe.Pointer(&nn)))
-		}
-		must(t, g.d.EventRecord(end, s))
-		must(t, g.d.EventSynchronize(end))
-		el, err := g.d.EventElapsed(start, end)
-		must(t, err)
-		return el / launches
+		return gpuTime(t, g, s, launches, func(int) error {
+			return g.d.LaunchEx(f, grid, block, 0, s, programmatic, unsafe.Pointer(&buf), unsafe.Pointer(&nn))
+		})
 	}
 	per(false) // warm-up
 	in, over := per(false), per(true)
