@@ -1,6 +1,7 @@
 package flash
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/longctx/longctx/plugins/attention/internal/hostemu"
@@ -27,9 +28,11 @@ func TestKernelsOnHostEmulator(t *testing.T) {
 }
 
 // TestHopperKernelsOnHostEmulator runs the build Kernels picks for sm_90a
-// (flash_prefill_sm90ws) the same way: wgmma from swizzled shared memory
-// through its descriptors, mbarrier stages, named barriers, cp.async with
-// zero fill, all emulated (wgmma at issue, not deferred to its wait).
+// (flash_prefill_sm90ws, flash_decode with bulk copies) the same way:
+// wgmma from swizzled shared memory through its descriptors, mbarrier
+// stages with transaction counts, bulk copies, named barriers, cp.async
+// with zero fill, all emulated (wgmma at issue, not deferred to its wait;
+// copies, in the late-copies runs, landing only when a thread waits).
 func TestHopperKernelsOnHostEmulator(t *testing.T) {
 	hostemu.RunShapes(t, cudaSource, "testdata/emu_run.cpp", []sdk.ModelShape{
 		{NumLayers: 1, NumHeads: 8, NumKVHeads: 2, HeadDim: 64},
@@ -39,12 +42,17 @@ func TestHopperKernelsOnHostEmulator(t *testing.T) {
 	})
 }
 
-// TestDecodeGeometryOnHostEmulator runs a decode build of 4 warps and 3
-// stages (the benchmarks' alternative geometry) the same way.
+// TestDecodeGeometryOnHostEmulator runs decode builds of 4 warps and 3
+// stages (the benchmarks' alternative geometry), with cp.async and with
+// bulk copies, the same way.
 func TestDecodeGeometryOnHostEmulator(t *testing.T) {
-	geo := defaultGeometry
-	geo.decodeWarps, geo.decodeBuffers, geo.decodeMinBlocks = 4, 3, 2
-	hostemu.RunShapes(t, cudaSource, "testdata/emu_run.cpp", []sdk.ModelShape{
-		{NumLayers: 1, NumHeads: 8, NumKVHeads: 2, HeadDim: 128},
-	}, func(m sdk.ModelShape) ([]sdk.Kernel, error) { return kernels(m, "bf16", geo) })
+	for _, bulk := range []bool{false, true} {
+		geo := defaultGeometry
+		geo.decodeWarps, geo.decodeBuffers, geo.decodeMinBlocks, geo.decodeBulk = 4, 3, 2, bulk
+		t.Run(fmt.Sprintf("bulk=%v", bulk), func(t *testing.T) {
+			hostemu.RunShapes(t, cudaSource, "testdata/emu_run.cpp", []sdk.ModelShape{
+				{NumLayers: 1, NumHeads: 8, NumKVHeads: 2, HeadDim: 128},
+			}, func(m sdk.ModelShape) ([]sdk.Kernel, error) { return kernels(m, "bf16", geo) })
+		})
+	}
 }

@@ -24,29 +24,34 @@
 // of one sequence, in whole stages (16 keys a warp: 128 at the default 8
 // warps), with all of that head's query heads (up to 16, rows of one
 // tensor-core tile), streams K and V through shared-memory stages (2 by
-// default), and writes the unnormalised partial output and
-// its softmax statistics to the workspace; flash_decode_combine, a block
-// per query head, merges a row's splits. Workspace, rows R = num_seqs *
-// num_heads, S = gridDim.x splits:
+// default; on sm_90a 3, filled by bulk copies: FLASH_DECODE_BULK), and
+// writes the unnormalised partial output and its softmax statistics to
+// the workspace; flash_decode_combine, a warp per query head, merges a
+// row's splits. Both are launched to overlap the kernel before them
+// (overlap_previous, ABI 4): on an H100 that, the warp-per-row combine
+// and Q loaded early took 1.1-1.4 µs off a 51.5 µs decode step at batch
+// 1 / 32k. Workspace, rows
+// R = num_seqs * num_heads, SMAX = ceil(max_kv_len / FLASH_DECODE_TILE)
+// splits a row at most, S = gridDim.x <= SMAX of them used:
 //
-//   [0, 4)                  S, u32 (the combine's grid cannot say it)
-//   [256, 256 + 4 R S D)    partial P·V, fp32, [R][S][D]
-//   [256 + align16(4 R S D), + 8 R S)  (max, sum) per row and split, float2
+//   [0, 4)                     S, u32 (the combine's grid cannot say it)
+//   [256, 256 + 4 R SMAX D)    partial P·V, fp32, [R][SMAX][D]
+//   [256 + align16(4 R SMAX D), + 8 R SMAX)  (max, sum) per row and split, float2
 //
 // A split is a share of its head's real length, so a decode graph captured
-// for the cache capacity touches only what the cache holds. (Two ABI 4
-// alternatives measured no faster on an H100, bench/RESULTS.md: dividing
-// all heads' keys evenly among every resident block, blocks spanning heads
-// (grid rule KV_STREAM; commit e0f90ff has that kernel), and launching
-// both kernels to overlap the kernel before them (overlap_previous).) (Merging in
-// the last block of each KV head instead, found by a counter, measured
-// slower than the second kernel on an H100: bench/RESULTS.md.)
+// for the cache capacity touches only what the cache holds. (Measured no
+// faster on an H100, bench/RESULTS.md: dividing all heads' keys evenly
+// among every resident block, blocks spanning heads (grid rule KV_STREAM;
+// commit e0f90ff has that kernel); merging in the last block of each KV
+// head, found by a counter, instead of a second kernel; each warp
+// refilling its own rows of a stage without block barriers.)
 //
 // Compile-time constants (NVRTC --define-macro): FLASH_HEAD_DIM (16, 32,
 // 64 or 128), FLASH_GROUP (query heads per KV head, 1 to 16; decode);
 // FLASH_EXPECT_* are the launch geometry the Go side declared, checked
 // against the constants here.
 #include "longctx/abi/attention.h"
+#include "longctx/abi/launch.h"
 #include <cuda_bf16.h>
 
 #if !defined(LONGCTX_DTYPE) || LONGCTX_DTYPE != 2
@@ -118,14 +123,31 @@ static_assert(BN == 32 || BN == 64, "prefill key tile");
 #ifndef FLASH_DECODE_MIN_BLOCKS
 #define FLASH_DECODE_MIN_BLOCKS 1
 #endif
+// FLASH_DECODE_BULK (sm_90 and later; default 0): K and V reach the
+// stages by bulk copies (the copy engine, cp.async.bulk) counted on an
+// mbarrier per stage instead of cp.async by every thread: through 3
+// stages they streamed a decode step's cache 2-3 % faster on an H100
+// (tools/decodeprobe, bench/RESULTS.md). Bulk copies land rows unpadded; a stage
+// holds its rows in pairs (one copy of 2 rows where rows are contiguous),
+// the pairs DPAIR_PITCH bytes apart: 32 more than their size, so that
+// ldmatrix's 8 rows fall in 4 bank groups (2-way conflicts; 16 bytes
+// apart they would have none, but copies to addresses not 32-byte aligned
+// streamed 3-4 % slower, as slowly as cp.async).
+#ifndef FLASH_DECODE_BULK
+#define FLASH_DECODE_BULK 0
+#endif
+constexpr bool DBULK = FLASH_DECODE_BULK;
 constexpr int DTILE = FLASH_DECODE_TILE, DWARPS = FLASH_DECODE_WARPS, DTHREADS = 32 * DWARPS, DSTAGE = 16 * DWARPS, DNBUF = FLASH_DECODE_BUFFERS;
 static_assert(DTILE % DSTAGE == 0, "decode tile: whole stages");
-constexpr int DSTAGE_ELEMS = DSTAGE * LDS;
-constexpr int DEC_BUF_BYTES = DNBUF * 2 * DSTAGE_ELEMS * 2;
+constexpr int DROW_BYTES = 2 * D, DPAIR_PITCH = 2 * DROW_BYTES + 32;
+constexpr int DMAT_BYTES = DBULK ? DSTAGE / 2 * DPAIR_PITCH : DSTAGE * LDS * 2; // K or V of a stage
+constexpr int DEC_BUF_BYTES = DNBUF * 2 * DMAT_BYTES;
 constexpr int DEC_RED_BYTES = DWARPS * 16 * (D + 2) * 4; // per warp: 16 rows' output, max and sum
-constexpr int DEC_SMEM = (DEC_BUF_BYTES > DEC_RED_BYTES ? DEC_BUF_BYTES : DEC_RED_BYTES) + 16 * LDS * 2 + DNBUF * DSTAGE * 4;
+constexpr int DEC_SMEM = (DEC_BUF_BYTES > DEC_RED_BYTES ? DEC_BUF_BYTES : DEC_RED_BYTES) + 16 * LDS * 2 + (DBULK ? DNBUF * 8 : 0);
+// Byte offset of row r of a stage's K or V.
+__device__ __forceinline__ constexpr int drow(int r) { return DBULK ? r / 2 * DPAIR_PITCH + r % 2 * DROW_BYTES : r * LDS * 2; }
 constexpr int CPL = D < 32 ? 1 : D / 32; // output columns per lane in the combine
-constexpr int COMBINE_THREADS = 512, CWARPS = COMBINE_THREADS / 32; // flash_decode_combine
+constexpr int COMBINE_THREADS = 32, CWARPS = COMBINE_THREADS / 32; // flash_decode_combine: a row a warp
 // Where the partial outputs start: after a 256-byte header holding the
 // number of splits (flash_decode writes it, flash_decode_combine reads it).
 constexpr long long DEC_PARTIAL_OFFSET = 256;
@@ -223,13 +245,6 @@ template <bool STREAM = false> __device__ __forceinline__ void copy16_async(void
     }
 #else
     emu_copy_async(dst, src, 16);
-#endif
-}
-__device__ __forceinline__ void copy4_async(void *dst, const void *src) {
-#ifdef __CUDA_ARCH__
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(smem_addr(dst)), "l"(src) : "memory");
-#else
-    emu_copy_async(dst, src, 4);
 #endif
 }
 __device__ __forceinline__ void copy_commit() {
@@ -350,6 +365,66 @@ __device__ __forceinline__ void load_rows(bits16 *dst, const bits16 *src, long l
         }
     }
 }
+
+// mbarriers (sm_90's prefill stages; the bulk-copy decode's): a 64-bit
+// word in shared memory at a; a phase completes when its count of
+// arrivals has arrived and, for bulk copies, their bytes have landed.
+__device__ __forceinline__ void mbar_init(unsigned a, unsigned count) {
+#ifdef __CUDA_ARCH__
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(a), "r"(count) : "memory");
+#else
+    emu_mbar_init(a, count);
+#endif
+}
+__device__ __forceinline__ void mbar_wait(unsigned a, unsigned parity) {
+#ifdef __CUDA_ARCH__
+    asm volatile("{ .reg .pred done; WAIT: mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1; @!done bra WAIT; }" ::"r"(a), "r"(parity) : "memory");
+#else
+    emu_mbar_wait(a, parity);
+#endif
+}
+__device__ __forceinline__ void mbar_arrive(unsigned a) {
+#ifdef __CUDA_ARCH__
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(a) : "memory");
+#else
+    emu_mbar_arrive(a);
+#endif
+}
+
+#if FLASH_DECODE_BULK
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+#error "FLASH_DECODE_BULK: bulk copies need sm_90 or later"
+#endif
+// Arrives on the mbarrier and adds bytes to what its phase waits for.
+__device__ __forceinline__ void mbar_arrive_expect_tx(unsigned a, unsigned bytes) {
+#ifdef __CUDA_ARCH__
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(a), "r"(bytes) : "memory");
+#else
+    emu_mbar_arrive_expect_tx(a, (int)bytes);
+#endif
+}
+// Makes mbarrier.init visible to the async proxy (the bulk copies).
+__device__ __forceinline__ void fence_mbarrier_init() {
+#ifdef __CUDA_ARCH__
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#endif
+}
+// cp.async.bulk: bytes (a multiple of 16, both addresses 16-byte
+// aligned) from global to shared memory by the copy engine, counted off
+// the mbarrier's transaction count as they land; read once (decode's K
+// and V): L2 evicts them first.
+__device__ __forceinline__ void bulk_copy(void *dst, const void *src, unsigned bytes, unsigned mbar) {
+#ifdef __CUDA_ARCH__
+    unsigned long long policy;
+    asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;" ::"r"(smem_addr(dst)), "l"(src),
+                 "r"(bytes), "r"(mbar), "l"(policy)
+                 : "memory");
+#else
+    emu_bulk_copy(dst, src, (int)bytes, mbar);
+#endif
+}
+#endif
 
 // Online softmax, one row held by a quad of lanes: given this lane's max
 // of the row's new scores (raw q·k, -inf where hidden), updates the
@@ -914,27 +989,6 @@ constexpr int WS_SMEM = HQ_BYTES + WS_STAGES * 2 * HKV_BYTES + 1024;
 static_assert(FLASH_EXPECT_SM90WS_SMEM == WS_SMEM, "Go's flash_prefill_sm90ws shared memory differs from the kernel's");
 #endif
 
-__device__ __forceinline__ void mbar_init(unsigned a, unsigned count) {
-#ifdef __CUDA_ARCH__
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(a), "r"(count) : "memory");
-#else
-    emu_mbar_init(a, count);
-#endif
-}
-__device__ __forceinline__ void mbar_wait(unsigned a, unsigned parity) {
-#ifdef __CUDA_ARCH__
-    asm volatile("{ .reg .pred done; WAIT: mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1; @!done bra WAIT; }" ::"r"(a), "r"(parity) : "memory");
-#else
-    emu_mbar_wait(a, parity);
-#endif
-}
-__device__ __forceinline__ void mbar_arrive(unsigned a) {
-#ifdef __CUDA_ARCH__
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(a) : "memory");
-#else
-    emu_mbar_arrive(a);
-#endif
-}
 // Arrives on the mbarrier once this thread's cp.async copies so far land.
 __device__ __forceinline__ void mbar_arrive_copies(unsigned a) {
 #ifdef __CUDA_ARCH__
@@ -1158,12 +1212,52 @@ __device__ __forceinline__ void load_cg(float (&x)[CPL], const float *p) {
     }
 }
 
+// Starts copying rows [0, n) of a stage's K or V (rows stride elements
+// apart) to dst, laid out as drow says, by bulk copies counted on the
+// stage's mbarrier: one a row pair where rows are contiguous (mode 2),
+// one a row where they are only 16-byte aligned (mode 1); mode 0 copies
+// element by element at once. Rows [n, DSTAGE) get zeros (P·V over them
+// must be 0, not NaN). Bulk copies are issued by threads [t0, t0 +
+// DSTAGE / 2), a row pair each.
+__device__ __forceinline__ void stage_rows(unsigned char *dst, const bits16 *src, long long stride, int n, int mode, int t0, unsigned bar) {
+    const int tid = threadIdx.x;
+    if (mode == 0) {
+        for (int idx = tid; idx < DSTAGE * D; idx += DTHREADS) {
+            const int r = idx / D, c = idx % D;
+            reinterpret_cast<bits16 *>(dst + drow(r))[c] = r < n ? src[r * stride + c] : (bits16)0;
+        }
+        return;
+    }
+#if FLASH_DECODE_BULK
+    const int pair = tid - t0;
+    if (pair >= 0 && pair < DSTAGE / 2 && 2 * pair < n) {
+        const bits16 *s = src + 2LL * pair * stride;
+        unsigned char *d = dst + drow(2 * pair);
+        if (mode == 2) {
+            bulk_copy(d, s, (2 * pair + 1 < n ? 2 : 1) * DROW_BYTES, bar);
+        } else {
+            bulk_copy(d, s, DROW_BYTES, bar);
+            if (2 * pair + 1 < n) bulk_copy(d + DROW_BYTES, s + stride, DROW_BYTES, bar);
+        }
+    }
+    constexpr int CH = DROW_BYTES / 16;
+    for (int idx = tid; idx < (DSTAGE - n) * CH; idx += DTHREADS)
+        reinterpret_cast<uint4 *>(dst + drow(n + idx / CH))[idx % CH] = make_uint4(0u, 0u, 0u, 0u);
+#endif
+}
+
 extern "C" __global__ void __launch_bounds__(DTHREADS, FLASH_DECODE_MIN_BLOCKS) flash_decode(longctx_attention_params p) {
     extern __shared__ __align__(16) unsigned char flash_smem[];
-    bits16 *sKV = reinterpret_cast<bits16 *>(flash_smem); // [DNBUF][K, V][DSTAGE][LDS]
+    unsigned char *sKV = flash_smem; // [DNBUF][K, V] stage matrices of DMAT_BYTES, rows at drow
     bits16 *sQ = reinterpret_cast<bits16 *>(flash_smem + (DEC_BUF_BYTES > DEC_RED_BYTES ? DEC_BUF_BYTES : DEC_RED_BYTES));
-    int *sPos = reinterpret_cast<int *>(sQ + 16 * LDS); // [DNBUF][DSTAGE]
 
+    // Launched to overlap the kernel before it (overlap_previous): what
+    // that kernel writes (the query, the cache's new row) is read only
+    // after this wait. flash_decode_combine, launched to overlap this
+    // kernel, may put its blocks beside these at once; it waits for this
+    // kernel to complete.
+    longctx_wait_previous();
+    longctx_launch_dependents();
     const int seq = blockIdx.z, kvh = blockIdx.y, split = blockIdx.x, S = gridDim.x;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     // flash_decode_combine merges the splits; it learns their number here.
@@ -1180,8 +1274,9 @@ extern "C" __global__ void __launch_bounds__(DTHREADS, FLASH_DECODE_MIN_BLOCKS) 
     const int window = p.sliding_window;
     const long long R = (long long)p.num_seqs * p.num_heads;
     const long long row0 = (long long)seq * p.num_heads + (long long)kvh * G; // first query head's row
+    const int SMAX = (p.max_kv_len + DTILE - 1) / DTILE; // the workspace's splits a row, >= S
     float *partial = reinterpret_cast<float *>(static_cast<unsigned char *>(p.workspace) + DEC_PARTIAL_OFFSET);
-    float2 *stats = reinterpret_cast<float2 *>(static_cast<unsigned char *>(p.workspace) + DEC_PARTIAL_OFFSET + align16(R * S * D * 4));
+    float2 *stats = reinterpret_cast<float2 *>(static_cast<unsigned char *>(p.workspace) + DEC_PARTIAL_OFFSET + align16(R * SMAX * D * 4));
     const float sl2 = p.scale * LOG2E;
 
     const bits16 *ksrc = static_cast<const bits16 *>(kh.data) + (long long)t0 * kh.row_stride;
@@ -1191,34 +1286,76 @@ extern "C" __global__ void __launch_bounds__(DTHREADS, FLASH_DECODE_MIN_BLOCKS) 
     const bool vv = aligned(vsrc, 16) && vh.row_stride % 8 == 0;
     const int nstages = nkeys > 0 ? (nkeys + DSTAGE - 1) / DSTAGE : 0;
 
+#if FLASH_DECODE_BULK
+    const unsigned bars = smem_addr(sQ + 16 * LDS); // an mbarrier a stage
+    const int kmode = vk ? (kh.row_stride == D ? 2 : 1) : 0, vmode = vv ? (vh.row_stride == D ? 2 : 1) : 0;
+    if (tid == 0)
+        for (int b = 0; b < DNBUF; b++) mbar_init(bars + 8 * b, 1);
+    fence_mbarrier_init();
+    __syncthreads(); // the mbarriers, before any copy counts on them
     auto issue = [&](int st) {
         if (st < nstages) {
-            bits16 *buf = sKV + (st % DNBUF) * 2 * DSTAGE_ELEMS;
+            unsigned char *buf = sKV + (st % DNBUF) * 2 * DMAT_BYTES;
             const int n = min(DSTAGE, nkeys - st * DSTAGE);
-            load_rows<DSTAGE, DTHREADS, true>(buf, ksrc + (long long)st * DSTAGE * kh.row_stride, kh.row_stride, n, vk);
-            load_rows<DSTAGE, DTHREADS, true>(buf + DSTAGE_ELEMS, vsrc + (long long)st * DSTAGE * vh.row_stride, vh.row_stride, n, vv);
-            if (tid < n) copy4_async(sPos + (st % DNBUF) * DSTAGE + tid, kpos + st * DSTAGE + tid);
+            const unsigned bar = bars + 8 * (st % DNBUF);
+            if (tid == 0) mbar_arrive_expect_tx(bar, ((kmode != 0) + (vmode != 0)) * n * DROW_BYTES);
+            stage_rows(buf, ksrc + (long long)st * DSTAGE * kh.row_stride, kh.row_stride, n, kmode, 0, bar);
+            stage_rows(buf + DMAT_BYTES, vsrc + (long long)st * DSTAGE * vh.row_stride, vh.row_stride, n, vmode, DSTAGE / 2, bar);
+        }
+    };
+    auto await = [&](int st) { mbar_wait(bars + 8 * (st % DNBUF), (st / DNBUF) & 1); };
+#else
+    auto issue = [&](int st) {
+        if (st < nstages) {
+            unsigned char *buf = sKV + (st % DNBUF) * 2 * DMAT_BYTES;
+            const int n = min(DSTAGE, nkeys - st * DSTAGE);
+            load_rows<DSTAGE, DTHREADS, true>(reinterpret_cast<bits16 *>(buf), ksrc + (long long)st * DSTAGE * kh.row_stride, kh.row_stride, n, vk);
+            load_rows<DSTAGE, DTHREADS, true>(reinterpret_cast<bits16 *>(buf + DMAT_BYTES), vsrc + (long long)st * DSTAGE * vh.row_stride, vh.row_stride, n, vv);
         }
         copy_commit();
     };
+    auto await = [&](int) {
+        copy_wait<DNBUF - 1>();
+        __syncthreads(); // stage st landed
+    };
+#endif
     // The first stages go out before anything else is known: the DRAM
     // latency of the copies then hides that of the positions and Q below.
 #pragma unroll
     for (int st = 0; st < DNBUF - 1; st++) issue(st);
 
     // A split no query sees (no keys, a window behind it, or keys ahead of
-    // it) contributes max -inf, which the combine skips.
-    const bool seen = nkeys > 0 && kpos[0] <= qpos && !(window > 0 && (long long)qpos - kpos[nkeys - 1] >= window);
-    if (!seen) {
-        copy_wait<0>(); // the speculative copies land before the block leaves
-        if (tid < G) stats[(row0 + tid) * S + split] = make_float2(neg_inf(), 0.f);
-        return;
-    }
-    // Query rows: the G heads of this KV head, rows past G zero.
+    // it) contributes max -inf, which the combine skips. Positions
+    // increase: where the query sees the split's first and last keys it
+    // sees them all (the usual decode step), and no key's position is read.
+    // Q's rows (the G heads of this KV head, rows past G zero) are loaded
+    // meanwhile, whether the split is seen or not: the two waits on memory
+    // then overlap (and both the copies'), where one after the other they
+    // held back the first refill.
+    const int first = nkeys > 0 ? kpos[0] : 0, last = nkeys > 0 ? kpos[nkeys - 1] : 0;
     const bits16 *qsrc = static_cast<const bits16 *>(p.q) + (long long)seq * p.q_row_stride + (long long)kvh * G * D;
-    for (int idx = tid; idx < 16 * D; idx += DTHREADS) {
-        const int r = idx / D, c = idx % D;
-        sQ[r * LDS + c] = r < G ? qsrc[r * D + c] : (bits16)0;
+    if (aligned(qsrc, 16)) {
+        for (int idx = tid; idx < 16 * D / 8; idx += DTHREADS) {
+            const int r = idx / (D / 8), c = idx % (D / 8) * 8;
+            *reinterpret_cast<uint4 *>(sQ + r * LDS + c) = r < G ? *reinterpret_cast<const uint4 *>(qsrc + r * D + c) : make_uint4(0u, 0u, 0u, 0u);
+        }
+    } else {
+        for (int idx = tid; idx < 16 * D; idx += DTHREADS) {
+            const int r = idx / D, c = idx % D;
+            sQ[r * LDS + c] = r < G ? qsrc[r * D + c] : (bits16)0;
+        }
+    }
+    const bool seen = nkeys > 0 && first <= qpos && !(window > 0 && (long long)qpos - last >= window);
+    const bool all_seen = seen && last <= qpos && (window <= 0 || (long long)qpos - first < window);
+    if (!seen) {
+        // The speculative copies land before the block leaves.
+#if FLASH_DECODE_BULK
+        for (int st = 0; st < DNBUF - 1 && st < nstages; st++) await(st);
+#else
+        copy_wait<0>();
+#endif
+        if (tid < G) stats[(row0 + tid) * SMAX + split] = make_float2(neg_inf(), 0.f);
+        return;
     }
     __syncthreads(); // Q
 
@@ -1230,6 +1367,10 @@ extern "C" __global__ void __launch_bounds__(DTHREADS, FLASH_DECODE_MIN_BLOCKS) 
 #pragma unroll
     for (int t = 0; t < OT; t++) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.f;
     float m[2] = {neg_inf(), neg_inf()}, l[2] = {0.f, 0.f};
+    // This lane's ldmatrix rows in its warp's 16 keys of a stage (frag_bk
+    // and frag_bv's, for rows at drow).
+    const int krow = warp * 16 + lane / 16 * 8 + lane % 8, kcol = (lane / 8) % 2 * 8;
+    const int vrow = warp * 16 + (lane / 8) % 2 * 8 + lane % 8, vcol = lane / 16 * 8;
 
     // Stage st + DNBUF - 1 goes into stage st - 1's buffer as soon as
     // every warp is done with it, before waiting for stage st: DNBUF
@@ -1237,13 +1378,12 @@ extern "C" __global__ void __launch_bounds__(DTHREADS, FLASH_DECODE_MIN_BLOCKS) 
     for (int st = 0; st < nstages; st++) {
         if (st > 0) __syncthreads(); // every warp is done with stage st - 1's buffer
         issue(st + DNBUF - 1);
-        copy_wait<DNBUF - 1>();
-        __syncthreads(); // stage st landed
+        await(st);
         const int kb = st * DSTAGE + warp * 16; // this warp's first key in the split
         if (kb >= nkeys) continue;
-        const bits16 *bK = sKV + (st % DNBUF) * 2 * DSTAGE_ELEMS + warp * 16 * LDS;
-        const sptr kfrag = frag_bk(bK, lane), vfrag = frag_bv(bK + DSTAGE_ELEMS, lane);
-        const int *bPos = sPos + (st % DNBUF) * DSTAGE + warp * 16;
+        const unsigned char *bK = sKV + (st % DNBUF) * 2 * DMAT_BYTES;
+        const sptr kfrag = sptr_of(reinterpret_cast<const bits16 *>(bK + drow(krow)) + kcol);
+        const sptr vfrag = sptr_of(reinterpret_cast<const bits16 *>(bK + DMAT_BYTES + drow(vrow)) + vcol);
 
         float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
 #pragma unroll
@@ -1257,8 +1397,8 @@ extern "C" __global__ void __launch_bounds__(DTHREADS, FLASH_DECODE_MIN_BLOCKS) 
         for (int t = 0; t < 2; t++)
 #pragma unroll
             for (int e = 0; e < 2; e++) {
-                const int j = t * 8 + 2 * (lane % 4) + e;
-                if (kb + j >= nkeys || !visible(qpos, bPos[j], window)) s[t][e] = s[t][2 + e] = neg_inf();
+                const int j = kb + t * 8 + 2 * (lane % 4) + e;
+                if (j >= nkeys || (!all_seen && !visible(qpos, kpos[j], window))) s[t][e] = s[t][2 + e] = neg_inf();
             }
 #pragma unroll
         for (int hf = 0; hf < 2; hf++) {
@@ -1288,7 +1428,9 @@ extern "C" __global__ void __launch_bounds__(DTHREADS, FLASH_DECODE_MIN_BLOCKS) 
             mma(o[2 * dp + 1], pa, b[2], b[3]);
         }
     }
-    copy_wait<0>();
+#if !FLASH_DECODE_BULK
+    copy_wait<0>(); // the last, empty groups
+#endif
     __syncthreads(); // the stage buffers become the warps' reduction tiles
 
     // Per warp, 16 rows of D + 2 floats: the output, then max and sum.
@@ -1317,78 +1459,94 @@ extern "C" __global__ void __launch_bounds__(DTHREADS, FLASH_DECODE_MIN_BLOCKS) 
                 L += f * x[D + 1];
             }
         }
-        partial[((row0 + r) * S + split) * D + c] = acc;
-        if (c == 0) stats[(row0 + r) * S + split] = make_float2(M, L);
+        partial[((row0 + r) * SMAX + split) * D + c] = acc;
+        if (c == 0) stats[(row0 + r) * SMAX + split] = make_float2(M, L);
     }
 }
 
-// One block per score row (a query head of a sequence): merges the row's S
-// splits. Warp w takes splits w, w + CWARPS, ...: each lane reads one
-// split's statistics, then the warp walks its splits with the weights
-// passed by shuffles and every lane adding CPL columns, so that many loads
-// are in flight and none waits for another; the warps' sums are added at
-// the end.
+// A warp per score row (a query head of a sequence), CWARPS rows a block:
+// merges the row's S splits. The kernel is launched to overlap
+// flash_decode (overlap_previous), so that its blocks, a warp each, sit
+// beside flash_decode's and start as soon as it completes. The splits'
+// statistics and partial outputs lie at a fixed stride, SMAX splits a row
+// (the most a launch can have), so that the first CPF splits' outputs,
+// the first 32 splits' statistics and the number of splits are all
+// loaded at once: one wait on memory for up to CPF splits. (A block of 16
+// warps a row, reading the number of splits, then the statistics, then
+// the outputs, without overlap, measured 0.7 µs slower at batch 1 / 32k
+// on an H100: bench/RESULTS.md.) Lane j holds split j's statistics (j <
+// 32; later splits are read again), the warp finds their max, and each
+// lane adds CPL columns of every split's output weighted by exp2 of its
+// max's distance, passed by shuffles.
 extern "C" __global__ void __launch_bounds__(COMBINE_THREADS) flash_decode_combine(longctx_attention_params p) {
-    __shared__ float red[CWARPS][D];
-    __shared__ float redm[CWARPS], redl[CWARPS];
-    const int row = blockIdx.x; // seq * num_heads + head
-    const int seq = row / p.num_heads, head = row % p.num_heads;
-    // No split ran when no head holds a key (max_kv_len 0: an empty grid),
-    // and the header is unwritten then; never more than the workspace holds.
-    const int S = p.max_kv_len > 0 ? min((int)*static_cast<const unsigned *>(p.workspace), (p.max_kv_len + DTILE - 1) / DTILE) : 0;
+    longctx_wait_previous(); // flash_decode's writes
+    longctx_launch_dependents();
+    constexpr int CPF = 16;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const long long R = (long long)p.num_seqs * p.num_heads;
-    const float *partial = reinterpret_cast<const float *>(static_cast<const unsigned char *>(p.workspace) + DEC_PARTIAL_OFFSET) + (long long)row * S * D;
-    const float2 *stats = reinterpret_cast<const float2 *>(static_cast<const unsigned char *>(p.workspace) + DEC_PARTIAL_OFFSET + align16(R * S * D * 4)) + (long long)row * S;
+    const long long row = (long long)blockIdx.x * CWARPS + warp; // seq * num_heads + head
+    // No split ran when no head holds a key (max_kv_len 0: an empty grid),
+    // and the header is unwritten then.
+    if (row >= R) return;
+    const int seq = (int)(row / p.num_heads), head = (int)(row % p.num_heads);
+    const int SMAX = (p.max_kv_len + DTILE - 1) / DTILE;
+    const unsigned header = SMAX > 0 ? __ldcg(static_cast<const unsigned *>(p.workspace)) : 0u;
+    const float *partial = reinterpret_cast<const float *>(static_cast<const unsigned char *>(p.workspace) + DEC_PARTIAL_OFFSET) + row * SMAX * D;
+    const float2 *stats = reinterpret_cast<const float2 *>(static_cast<const unsigned char *>(p.workspace) + DEC_PARTIAL_OFFSET + align16(R * SMAX * D * 4)) + row * SMAX;
     const float sl2 = p.scale * LOG2E;
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    const int mine = S > warp ? (S - warp + CWARPS - 1) / CWARPS : 0; // this warp's splits
+    const int col = lane * CPL;
+    const bool cols = col < D;
 
-    float M = neg_inf();
-    for (int i = lane; i < mine; i += 32) M = fmaxf(M, stats[warp + i * CWARPS].x);
+    // Loaded before the number of splits is known: within the workspace
+    // (j < SMAX), used only where j < S.
+    float early[CPF][CPL];
+#pragma unroll
+    for (int j = 0; j < CPF; j++)
+        if (j < SMAX && cols) load_cg(early[j], partial + (long long)j * D + col);
+    float2 first = lane < SMAX ? __ldcg(stats + lane) : make_float2(neg_inf(), 0.f);
+    const int S = min((int)header, SMAX); // never more than the workspace holds
+    if (lane >= S) first = make_float2(neg_inf(), 0.f);
+    float M = first.x;
+    for (int j = lane + 32; j < S; j += 32) M = fmaxf(M, __ldcg(stats + j).x);
     for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
-    if (lane == 0) redm[warp] = M;
-    __syncthreads();
-    M = redm[0];
-    for (int w = 1; w < CWARPS; w++) M = fmaxf(M, redm[w]);
 
+    // A split no key of which the query sees has max -inf, weight 0 and
+    // an unwritten output, which must not be read as a number.
+    auto weight = [&](float2 st, float &L) {
+        if (st.x == neg_inf()) return 0.f;
+        const float w = fast_exp2((st.x - M) * sl2);
+        L += w * st.y;
+        return w;
+    };
     float acc[CPL], L = 0.f;
 #pragma unroll
     for (int c = 0; c < CPL; c++) acc[c] = 0.f;
-    const int col = lane * CPL;
-    for (int i0 = 0; i0 < mine; i0 += 32) {
-        // A split no key of which the query sees has max -inf, weight 0 and
-        // an unwritten output, which must not be read as a number.
-        float wt = 0.f;
-        if (i0 + lane < mine) {
-            const float2 st = stats[warp + (i0 + lane) * CWARPS];
-            if (st.x != neg_inf()) {
-                wt = fast_exp2((st.x - M) * sl2);
-                L += wt * st.y;
-            }
-        }
-        const int n = min(32, mine - i0);
-#pragma unroll 8
-        for (int j = 0; j < n; j++) {
-            const float f = __shfl_sync(0xffffffffu, wt, j);
-            if (col < D) {
-                float x[CPL];
-                load_cg(x, partial + (long long)(warp + (i0 + j) * CWARPS) * D + col);
+    float wt = weight(first, L);
 #pragma unroll
-                for (int c = 0; c < CPL; c++) acc[c] += f != 0.f ? f * x[c] : 0.f;
+    for (int j = 0; j < CPF; j++) {
+        const float f = __shfl_sync(0xffffffffu, wt, j);
+        if (j < S && cols && f != 0.f)
+#pragma unroll
+            for (int c = 0; c < CPL; c++) acc[c] += f * early[j][c];
+    }
+    for (int j0 = 0; j0 < S; j0 += 32) {
+        if (j0 > 0) wt = j0 + lane < S ? weight(__ldcg(stats + j0 + lane), L) : 0.f;
+        const int n = min(32, S - j0);
+#pragma unroll 8
+        for (int j = j0 == 0 ? CPF : 0; j < n; j++) {
+            const float f = __shfl_sync(0xffffffffu, wt, j);
+            if (cols && f != 0.f) {
+                float x[CPL];
+                load_cg(x, partial + (long long)(j0 + j) * D + col);
+#pragma unroll
+                for (int c = 0; c < CPL; c++) acc[c] += f * x[c];
             }
         }
     }
     for (int o = 16; o > 0; o >>= 1) L += __shfl_xor_sync(0xffffffffu, L, o);
-    if (col < D) {
+    if (cols) {
+        bits16 *out = static_cast<bits16 *>(p.out) + (long long)seq * p.out_row_stride + (long long)head * D + col;
 #pragma unroll
-        for (int c = 0; c < CPL; c++) red[warp][col + c] = acc[c];
-    }
-    if (lane == 0) redl[warp] = L;
-    __syncthreads();
-    if (tid < D) {
-        float sum = 0.f, o = 0.f;
-        for (int w = 0; w < CWARPS; w++) sum += redl[w], o += red[w][tid];
-        bits16 *out = static_cast<bits16 *>(p.out) + (long long)seq * p.out_row_stride + (long long)head * D;
-        out[tid] = f_to_bits(sum > 0.f ? o / sum : 0.f);
+        for (int c = 0; c < CPL; c++) out[c] = f_to_bits(L > 0.f ? acc[c] / L : 0.f);
     }
 }

@@ -20,7 +20,7 @@ import (
 )
 
 // Version is the plugin's version.
-const Version = "0.4.0"
+const Version = "0.5.0"
 
 //go:embed flash.cu
 var cudaSource string
@@ -40,18 +40,26 @@ func (g geometry) prefillSharedMem(d int) int { return (g.prefillRows + 2*g.pref
 func (g geometry) decodeThreads() int { return 32 * g.decodeWarps }
 
 // decodeSharedMem is flash_decode's: the K and V stage buffers (overlaid
-// at the end by the warps' reduction tiles, 16 rows of d+2 floats each),
-// a 16-row Q tile and the stages' key positions.
+// at the end by the warps' reduction tiles, 16 rows of d+2 floats each)
+// and a 16-row Q tile; with bulk copies the stages hold row pairs 32 bytes
+// apart (flash.cu's drow) and an mbarrier each.
 func (g geometry) decodeSharedMem(d int) int {
 	stage := 16 * g.decodeWarps
-	buf := g.decodeBuffers * 2 * stage * (d + 8) * 2
+	matrix, barriers := stage*(d+8)*2, 0
+	if g.decodeBulk {
+		matrix, barriers = stage/2*(4*d+32), 8*g.decodeBuffers
+	}
+	buf := g.decodeBuffers * 2 * matrix
 	red := g.decodeWarps * 16 * (d + 2) * 4
-	return max(buf, red) + 16*(d+8)*2 + g.decodeBuffers*stage*4
+	return max(buf, red) + 16*(d+8)*2 + barriers
 }
 
-// combineThreads is flash_decode_combine's block: 16 warps that share out
-// a query head's splits.
-const combineThreads = 512
+// combineThreads is flash_decode_combine's block: a warp per query head
+// (score row), combineRows of them.
+const (
+	combineThreads = 32
+	combineRows    = combineThreads / 32
+)
 
 // sm90DefaultBN is flash_prefill_sm90ws's key step: with 128 keys the
 // scores, the output and P spill (bench/RESULTS.md).
@@ -101,6 +109,9 @@ type geometry struct {
 	// decodeBuffers are flash_decode's shared-memory stages, and
 	// decodeMinBlocks the blocks per SM its registers are budgeted for.
 	decodeBuffers, decodeMinBlocks int
+	// decodeBulk: K and V reach flash_decode's stages by bulk copies
+	// (sm_90 and later), not cp.async.
+	decodeBulk bool
 	// Experiments: extra --define-macro options for flash.cu.
 	defines []string
 }
@@ -115,6 +126,13 @@ var largeSharedMemory = map[string]bool{"sm_80": true, "sm_90": true, "sm_90a": 
 
 const smallSharedMemoryDecodeWarps = 4
 
+// hopperDecodeBuffers are flash_decode's stages with bulk copies on
+// sm_90a (decodeBulk): 3 of 128 keys. Bulk copies alone streamed a decode
+// step's cache 3 % faster through 3 stages than through 2 on an H100
+// (tools/decodeprobe); in flash_decode 3 were as fast at batch 1 and 0.4
+// % faster at batch 8 (bench/RESULTS.md).
+const hopperDecodeBuffers = 3
+
 // Kernels returns the CUDA kernels for model shape m on dev: the
 // attention.prefill role (flash_prefill_sm90ws or flash_prefill, as prefill
 // chooses: PrefillAuto, PrefillMMA or PrefillWGMMA) and the
@@ -125,6 +143,9 @@ func Kernels(m sdk.ModelShape, dev sdk.Device, prefill string) ([]sdk.Kernel, er
 		geo.decodeWarps = smallSharedMemoryDecodeWarps
 	}
 	hopper := dev.Arch == "sm_90a"
+	if hopper {
+		geo.decodeBulk, geo.decodeBuffers = true, hopperDecodeBuffers
+	}
 	wgmmaShape := m.HeadDim == 64 || m.HeadDim == 128
 	switch prefill {
 	case PrefillAuto, "":
@@ -181,6 +202,9 @@ func kernels(m sdk.ModelShape, dtype string, geo geometry) ([]sdk.Kernel, error)
 		fmt.Sprintf("--define-macro=FLASH_DECODE_BUFFERS=%d", geo.decodeBuffers),
 		fmt.Sprintf("--define-macro=FLASH_DECODE_MIN_BLOCKS=%d", geo.decodeMinBlocks),
 	}
+	if geo.decodeBulk {
+		opts = append(opts, "--define-macro=FLASH_DECODE_BULK=1")
+	}
 	prefill := sdk.Launch{Grid: sdk.GridQTilesHeadsSeqs, BlockX: 32 * geo.prefillWarps, TileQ: geo.prefillRows, SharedMemBytes: geo.prefillSharedMem(d)}
 	prefillEntry := "flash_prefill"
 	if geo.sm90BN > 0 {
@@ -206,7 +230,7 @@ func kernels(m sdk.ModelShape, dtype string, geo geometry) ([]sdk.Kernel, error)
 	}
 	kernel := func(role, entry string, l sdk.Launch) sdk.Kernel {
 		l.BlockY, l.BlockZ = 1, 1
-		return sdk.Kernel{Role: role, ABIVersion: 3, CUDASource: cudaSource, Entry: entry, Launch: l, CompileOptions: opts}
+		return sdk.Kernel{Role: role, ABIVersion: 4, CUDASource: cudaSource, Entry: entry, Launch: l, CompileOptions: opts}
 	}
 	// Decode splits each KV head into as many shares as fill the GPU once
 	// (at least geo.decodeTile keys each); per score row and split the
@@ -218,8 +242,8 @@ func kernels(m sdk.ModelShape, dtype string, geo geometry) ([]sdk.Kernel, error)
 	perSplit := int64(4*d + 8)
 	ks := []sdk.Kernel{
 		kernel(sdk.RoleAttentionPrefill, prefillEntry, prefill),
-		kernel(sdk.RoleAttentionDecode, "flash_decode", sdk.Launch{Grid: sdk.GridKVSplitsKVHeadsSeqs, BlockX: geo.decodeThreads(), TileKV: geo.decodeTile, SharedMemBytes: geo.decodeSharedMem(d)}),
-		kernel(sdk.RoleAttentionDecode, "flash_decode_combine", sdk.Launch{Grid: sdk.GridRows, BlockX: combineThreads, TileQ: 1}),
+		kernel(sdk.RoleAttentionDecode, "flash_decode", sdk.Launch{Grid: sdk.GridKVSplitsKVHeadsSeqs, BlockX: geo.decodeThreads(), TileKV: geo.decodeTile, SharedMemBytes: geo.decodeSharedMem(d), OverlapPrevious: true}),
+		kernel(sdk.RoleAttentionDecode, "flash_decode_combine", sdk.Launch{Grid: sdk.GridRows, BlockX: combineThreads, TileQ: combineRows, OverlapPrevious: true}),
 	}
 	for i := 1; i < len(ks); i++ {
 		ks[i].WorkspaceBytes = 256 + 16

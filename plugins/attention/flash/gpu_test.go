@@ -66,6 +66,9 @@ func geometryRoles(geo geometry) func(tb testing.TB, env *gputest.Env, c attngpu
 		if g.sm90BN > 0 && (env.Device().Arch != "sm_90a" || (c.D != 64 && c.D != 128)) {
 			g.sm90BN = 0 // the mma.sync kernel where wgmma cannot run
 		}
+		if g.decodeBulk && env.Device().Arch != "sm_90a" {
+			g.decodeBulk = false // cp.async where bulk copies are not built
+		}
 		ks, err := kernels(sdk.ModelShape{NumLayers: 1, NumHeads: c.Heads, NumKVHeads: c.KVHeads, HeadDim: c.D}, "bf16", g)
 		if err != nil {
 			tb.Fatal(err)
@@ -93,6 +96,8 @@ var otherGeometries = []geometry{
 	modified(func(g *geometry) { g.decodeWarps, g.decodeBuffers, g.decodeMinBlocks = 8, 3, 1 }),
 	modified(func(g *geometry) { g.decodeWarps, g.decodeBuffers, g.decodeMinBlocks = 4, 3, 2 }),
 	modified(func(g *geometry) { g.decodeWarps = smallSharedMemoryDecodeWarps }), // what Kernels gives GPUs of 99 KiB a block
+	modified(func(g *geometry) { g.decodeBulk, g.decodeBuffers = true, 2 }),
+	modified(func(g *geometry) { g.decodeBulk, g.decodeWarps, g.decodeBuffers, g.decodeMinBlocks = true, 4, 3, 2 }),
 }
 
 // modified is the default geometry changed by change.
@@ -112,6 +117,9 @@ func (g geometry) String() string {
 	}
 	if g.decodeWarps != defaultGeometry.decodeWarps || g.decodeBuffers != defaultGeometry.decodeBuffers {
 		s += fmt.Sprintf("_decode%dw%db", g.decodeWarps, g.decodeBuffers)
+	}
+	if g.decodeBulk {
+		s += "_bulk"
 	}
 	for _, d := range g.defines {
 		s += "_" + d
@@ -134,6 +142,7 @@ func TestGPUFlashGeometry(t *testing.T) {
 func benchGeometries() []geometry {
 	hopper := defaultGeometry
 	hopper.sm90BN = sm90DefaultBN
+	hopper.decodeBulk, hopper.decodeBuffers = true, hopperDecodeBuffers
 	return append([]geometry{defaultGeometry, hopper}, otherGeometries...)
 }
 
@@ -149,7 +158,7 @@ func BenchmarkGPUFlashDecodeGeometry(b *testing.B) {
 	geos := []geometry{defaultGeometry}
 	for _, g := range otherGeometries {
 		// Only builds whose decode kernel differs from the default's.
-		if g.decodeTile != defaultGeometry.decodeTile || g.decodeWarps != defaultGeometry.decodeWarps || g.decodeBuffers != defaultGeometry.decodeBuffers {
+		if g.decodeTile != defaultGeometry.decodeTile || g.decodeWarps != defaultGeometry.decodeWarps || g.decodeBuffers != defaultGeometry.decodeBuffers || g.decodeBulk {
 			geos = append(geos, g)
 		}
 	}

@@ -35,7 +35,7 @@ int main() {
             const long long resident = 24, tiles = (p.max_kv_len + DTILE - 1) / DTILE;
             const unsigned splits = (unsigned)std::max(1LL, std::min(tiles, resident / (long long)(KVH * S)));
             emu_launch(flash_decode, dim3{splits, KVH, S}, dim3{DTHREADS, 1, 1}, p);
-            emu_launch(flash_decode_combine, dim3{S * H * (unsigned)p.num_q, 1, 1}, dim3{COMBINE_THREADS, 1, 1}, p);
+            emu_launch(flash_decode_combine, dim3{(S * H * (unsigned)p.num_q + CWARPS - 1) / CWARPS, 1, 1}, dim3{COMBINE_THREADS, 1, 1}, p);
         }
     };
     a.eagerRounding = false;

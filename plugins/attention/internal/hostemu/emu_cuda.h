@@ -215,31 +215,60 @@ extern unsigned char *emu_smem_base;
 inline unsigned emu_smem_addr(const void *p) { return (unsigned)((uintptr_t)p - (uintptr_t)emu_smem_base); }
 inline unsigned char *emu_smem_ptr(unsigned a) { return emu_smem_base + (int32_t)a; }
 
-// mbarrier: a 64-bit word in shared memory holding phase << 32 |
-// pending << 16 | expected; try_wait.parity(P) succeeds once the phase of
+// mbarrier: a 64-bit word in shared memory holding phase << 48 |
+// tx << 32 | pending << 16 | expected, tx the transaction count (bytes
+// still to land, in 16-byte units, signed: a bulk copy may land before
+// the arrival that expects it); a phase completes when no arrival is
+// pending and tx is 0. try_wait.parity(P) succeeds once the phase of
 // parity P has completed.
 inline std::atomic<uint64_t> *emu_mbar(unsigned a) { return reinterpret_cast<std::atomic<uint64_t> *>(emu_smem_ptr(a)); }
 inline void emu_mbar_init(unsigned a, unsigned count) { emu_mbar(a)->store((uint64_t)count << 16 | count); }
-inline void emu_mbar_arrive(unsigned a) {
+// Adds dtx units to the transaction count and, with arrive, one arrival.
+inline void emu_mbar_update(unsigned a, int dtx, bool arrive) {
     auto *m = emu_mbar(a);
     uint64_t s = m->load();
     for (;;) {
-        const uint64_t phase = s >> 32, pending = s >> 16 & 0xffff, expected = s & 0xffff;
-        if (pending == 0) {
-            fprintf(stderr, "emu: arrival on a completed mbarrier\n");
+        const uint64_t phase = s >> 48, expected = s & 0xffff;
+        uint64_t pending = s >> 16 & 0xffff;
+        const int tx = (int16_t)(s >> 32 & 0xffff) + dtx;
+        if (arrive) {
+            if (pending == 0) {
+                fprintf(stderr, "emu: arrival on a completed mbarrier\n");
+                abort();
+            }
+            pending--;
+        }
+        if (tx < -32768 || tx > 32767) {
+            fprintf(stderr, "emu: mbarrier transaction count %d out of range\n", tx);
             abort();
         }
-        const uint64_t next = pending == 1 ? (phase + 1) << 32 | expected << 16 | expected : phase << 32 | (pending - 1) << 16 | expected;
+        const uint64_t next = pending == 0 && tx == 0 ? (phase + 1) << 48 | expected << 16 | expected
+                                                      : phase << 48 | (uint64_t)(uint16_t)tx << 32 | pending << 16 | expected;
         if (m->compare_exchange_weak(s, next)) return;
     }
 }
+inline void emu_mbar_arrive(unsigned a) { emu_mbar_update(a, 0, true); }
+inline int emu_tx_units(int bytes) {
+    if (bytes % 16 != 0) {
+        fprintf(stderr, "emu: bulk copy of %d bytes, not a multiple of 16\n", bytes);
+        abort();
+    }
+    return bytes / 16;
+}
+// mbarrier.arrive.expect_tx: the phase now also waits for bytes more.
+inline void emu_mbar_arrive_expect_tx(unsigned a, int bytes) { emu_mbar_update(a, emu_tx_units(bytes), true); }
 // cp.async.mbarrier.arrive: with emu_copy_late the thread's copies and
 // its arrival wait on the mbarrier until a thread waits on it, so that
 // data read without waiting on the right barrier is stale; otherwise the
-// copies land now.
+// copies land now. cp.async.bulk the same, its bytes counted off the
+// transaction count instead of an arrival.
+struct emu_deferred_landing {
+    std::vector<emu_copy> copies;
+    bool arrive; // else each copy completes its bytes
+};
 struct emu_deferred_arrivals {
     std::mutex mu;
-    std::map<unsigned, std::vector<std::vector<emu_copy>>> at; // by mbarrier address
+    std::map<unsigned, std::vector<emu_deferred_landing>> at; // by mbarrier address
 };
 extern emu_deferred_arrivals emu_deferred;
 inline void emu_mbar_arrive_copies(unsigned a) {
@@ -254,25 +283,42 @@ inline void emu_mbar_arrive_copies(unsigned a) {
         for (const emu_copy &c : g) mine.push_back(c);
     emu_this_copies.groups.clear();
     std::lock_guard<std::mutex> lock(emu_deferred.mu);
-    emu_deferred.at[a].push_back(std::move(mine));
+    emu_deferred.at[a].push_back({std::move(mine), true});
+}
+inline void emu_bulk_copy(void *dst, const void *src, int bytes, unsigned a) {
+    const int units = emu_tx_units(bytes);
+    if (((uintptr_t)dst | (uintptr_t)src) % 16 != 0) {
+        fprintf(stderr, "emu: bulk copy between addresses not 16-byte aligned\n");
+        abort();
+    }
+    if (!emu_copy_late) {
+        memcpy(dst, src, bytes);
+        emu_mbar_update(a, -units, false);
+        return;
+    }
+    std::lock_guard<std::mutex> lock(emu_deferred.mu);
+    emu_deferred.at[a].push_back({{{dst, src, bytes}}, false});
 }
 inline void emu_mbar_land(unsigned a) {
-    std::vector<std::vector<emu_copy>> due;
+    std::vector<emu_deferred_landing> due;
     {
         std::lock_guard<std::mutex> lock(emu_deferred.mu);
         auto it = emu_deferred.at.find(a);
         if (it == emu_deferred.at.end()) return;
         due.swap(it->second);
     }
-    for (auto &copies : due) {
-        for (const emu_copy &c : copies) memcpy(c.dst, c.src, c.n);
-        emu_mbar_arrive(a);
+    for (auto &d : due) {
+        for (const emu_copy &c : d.copies) {
+            memcpy(c.dst, c.src, c.n);
+            if (!d.arrive) emu_mbar_update(a, -emu_tx_units(c.n), false);
+        }
+        if (d.arrive) emu_mbar_arrive(a);
     }
 }
 inline void emu_mbar_wait(unsigned a, unsigned parity) {
     for (;;) {
         emu_mbar_land(a);
-        if ((emu_mbar(a)->load() >> 32 & 1) != parity) return;
+        if ((emu_mbar(a)->load() >> 48 & 1) != parity) return;
         std::this_thread::yield();
     }
 }
