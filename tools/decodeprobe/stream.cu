@@ -121,87 +121,16 @@ __device__ __forceinline__ void bulk(unsigned dst, const void *src, unsigned byt
                  : "memory");
 }
 
-// One bulk copy (TMA engine, no tensor map) per matrix and stage: SK rows
-// of K and of V are each one contiguous piece of SK * 256 bytes, landing
-// unpadded; an mbarrier per stage counts the bytes.
-template <int SK, int NBUF, int THREADS>
+// Bulk copies (the TMA engine, no tensor map), one per R consecutive rows
+// (R * 256 bytes) of K or V, the pieces GAP bytes apart beyond their size
+// (pitch R * 256 + GAP); an mbarrier per stage counts the bytes, thread 0
+// arms it. R = SK, GAP 0: one copy a matrix and stage, rows unpadded. R =
+// 1, GAP 16: a copy a row into rows padded as flash_decode's ldmatrix
+// needs them (272 bytes). GAP 16 puts rows r and r + R in different banks,
+// so 8 rows R apart load without conflicts; GAP also sets the
+// destinations' alignment.
+template <int SK, int NBUF, int R, int THREADS, int GAP>
 __global__ void __launch_bounds__(THREADS, 1) stream_bulk(const uint4 *__restrict__ K, const uint4 *__restrict__ V, long long rows_per_head, int heads, bool flat, unsigned *sink) {
-    extern __shared__ __align__(16) unsigned char smem[];
-    __shared__ __align__(8) unsigned long long bars[NBUF];
-    const Range r = block_range(rows_per_head, heads, flat);
-    unsigned long long pol;
-    asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
-    const int nst = (int)((r.count + SK - 1) / SK);
-    if (threadIdx.x == 0)
-        for (int i = 0; i < NBUF; i++) mbar_init(smem_addr(&bars[i]), 1);
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    __syncthreads();
-    auto issue = [&](int st) {
-        if (threadIdx.x == 0 && st < nst) {
-            const int n = (int)min((long long)SK, r.count - (long long)st * SK);
-            const unsigned b = smem_addr(&bars[st % NBUF]);
-            unsigned char *buf = smem + (st % NBUF) * 2 * SK * ROW;
-            mbar_expect(b, 2u * n * ROW);
-            const long long base = r.first + (long long)st * SK;
-            bulk(smem_addr(buf), K + base * (ROW / 16), n * ROW, b, pol);
-            bulk(smem_addr(buf + SK * ROW), V + base * (ROW / 16), n * ROW, b, pol);
-        }
-    };
-    for (int st = 0; st < NBUF - 1; st++) issue(st);
-    unsigned acc = 0;
-    for (int st = 0; st < nst; st++) {
-        if (st > 0) __syncthreads();
-        issue(st + NBUF - 1);
-        mbar_wait(smem_addr(&bars[st % NBUF]), (st / NBUF) & 1);
-        acc ^= *reinterpret_cast<const unsigned *>(smem + (st % NBUF) * 2 * SK * ROW + threadIdx.x * 4);
-    }
-    if (acc == 0x9e3779b9u) sink[blockIdx.x] = acc;
-}
-
-// One bulk copy a row (256 bytes) into padded rows, as flash_decode's
-// ldmatrix needs them: thread t < 2 SK copies row t % SK of K (t < SK) or
-// V; thread 0 also arms the stage's mbarrier with the stage's bytes.
-template <int SK, int NBUF, int THREADS>
-__global__ void __launch_bounds__(THREADS, 1) stream_bulk_rows(const uint4 *__restrict__ K, const uint4 *__restrict__ V, long long rows_per_head, int heads, bool flat, unsigned *sink) {
-    static_assert(2 * SK <= THREADS, "a row a thread");
-    extern __shared__ __align__(16) unsigned char smem[];
-    __shared__ __align__(8) unsigned long long bars[NBUF];
-    const Range r = block_range(rows_per_head, heads, flat);
-    unsigned long long pol;
-    asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
-    const int nst = (int)((r.count + SK - 1) / SK);
-    if (threadIdx.x == 0)
-        for (int i = 0; i < NBUF; i++) mbar_init(smem_addr(&bars[i]), 1);
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    __syncthreads();
-    const int t = threadIdx.x, row = t % SK;
-    const uint4 *src = (t < SK ? K : V) + (r.first + row) * (ROW / 16);
-    auto issue = [&](int st) {
-        if (st < nst) {
-            const int n = (int)min((long long)SK, r.count - (long long)st * SK);
-            const unsigned b = smem_addr(&bars[st % NBUF]);
-            if (t == 0) mbar_expect(b, 2u * n * ROW);
-            if (t < 2 * SK && row < n)
-                bulk(smem_addr(smem + (st % NBUF) * 2 * SK * LDSB + (t / SK) * SK * LDSB + row * LDSB), src + (long long)st * SK * (ROW / 16), ROW, b, pol);
-        }
-    };
-    for (int st = 0; st < NBUF - 1; st++) issue(st);
-    unsigned acc = 0;
-    for (int st = 0; st < nst; st++) {
-        if (st > 0) __syncthreads();
-        issue(st + NBUF - 1);
-        mbar_wait(smem_addr(&bars[st % NBUF]), (st / NBUF) & 1);
-        acc ^= *reinterpret_cast<const unsigned *>(smem + (st % NBUF) * 2 * SK * LDSB + threadIdx.x * 4);
-    }
-    if (acc == 0x9e3779b9u) sink[blockIdx.x] = acc;
-}
-
-// One bulk copy per R consecutive rows (R * 256 bytes), the pieces GAP
-// bytes apart beyond their size (pitch R * 256 + GAP): with GAP 16, rows
-// r and r + R lie in different banks, so 8 rows R apart load without
-// conflicts; GAP also sets the destinations' alignment.
-template <int SK, int NBUF, int R, int THREADS, int GAP = 16>
-__global__ void __launch_bounds__(THREADS, 1) stream_bulk_chunks(const uint4 *__restrict__ K, const uint4 *__restrict__ V, long long rows_per_head, int heads, bool flat, unsigned *sink) {
     constexpr int PIECES = SK / R, PITCH = R * ROW + GAP, MAT = PIECES * PITCH;
     static_assert(2 * PIECES <= THREADS, "a piece a thread");
     extern __shared__ __align__(16) unsigned char smem[];
@@ -292,29 +221,29 @@ int main(int argc, char **argv) {
         {"cp.async 4x64, 256 thr, 128B", stream_cpasync<64, 4, 256, 1>, 256, cp_smem_64x4, false, 1},
         {"cp.async 2x64, 128 thr, 128B, 2/SM", stream_cpasync<64, 2, 128, 1>, 128, cp_smem_64x2, false, 2},
         {"cp.async 2x64, 128 thr, 128B, flat 2/SM", stream_cpasync<64, 2, 128, 1>, 128, cp_smem_64x2, true, 2},
-        {"bulk 2x128 keys", stream_bulk<128, 2, 256>, 256, bulk_smem_128x2, false, 1},
-        {"bulk 3x128 keys", stream_bulk<128, 3, 256>, 256, bulk_smem_128x3, false, 1},
-        {"bulk 4x64 keys", stream_bulk<64, 4, 256>, 256, bulk_smem_64x4, false, 1},
-        {"bulk 3x128, flat 1/SM", stream_bulk<128, 3, 256>, 256, bulk_smem_128x3, true, 1},
+        {"bulk 2x128 keys", stream_bulk<128, 2, 128, 256, 0>, 256, bulk_smem_128x2, false, 1},
+        {"bulk 3x128 keys", stream_bulk<128, 3, 128, 256, 0>, 256, bulk_smem_128x3, false, 1},
+        {"bulk 4x64 keys", stream_bulk<64, 4, 64, 256, 0>, 256, bulk_smem_64x4, false, 1},
+        {"bulk 3x128, flat 1/SM", stream_bulk<128, 3, 128, 256, 0>, 256, bulk_smem_128x3, true, 1},
         {"ldg 256 thr x4, 2/SM", stream_ldg<256, 4>, 256, 0, false, 2},
         {"ldg 512 thr x4, 2/SM, flat", stream_ldg<512, 4>, 512, 0, true, 2},
         {"ldg 256 thr x8, 4/SM, flat", stream_ldg<256, 8>, 256, 0, true, 4},
-        {"bulk rows 3x128 (padded)", stream_bulk_rows<128, 3, 256>, 256, 3 * 2 * 128 * LDSB, false, 1},
-        {"bulk rows 4x64 (padded)", stream_bulk_rows<64, 4, 256>, 256, 4 * 2 * 64 * LDSB, false, 1},
-        {"bulk rows 2x128 (padded)", stream_bulk_rows<128, 2, 256>, 256, 2 * 2 * 128 * LDSB, false, 1},
-        {"bulk rows 6x64 (padded)", stream_bulk_rows<64, 6, 256>, 256, 6 * 2 * 64 * LDSB, false, 1},
-        {"bulk 2-row pieces 3x128", stream_bulk_chunks<128, 3, 2, 256>, 256, 3 * 2 * 64 * (2 * ROW + 16), false, 1},
-        {"bulk 4-row pieces 3x128", stream_bulk_chunks<128, 3, 4, 256>, 256, 3 * 2 * 32 * (4 * ROW + 16), false, 1},
-        {"bulk 8-row pieces 3x128", stream_bulk_chunks<128, 3, 8, 256>, 256, 3 * 2 * 16 * (8 * ROW + 16), false, 1},
-        {"bulk 16-row pieces 3x128", stream_bulk_chunks<128, 3, 16, 256>, 256, 3 * 2 * 8 * (16 * ROW + 16), false, 1},
-        {"bulk 2-row pieces 4x64", stream_bulk_chunks<64, 4, 2, 256>, 256, 4 * 2 * 32 * (2 * ROW + 16), false, 1},
-        {"bulk 2-row pieces 3x128 gap 0", stream_bulk_chunks<128, 3, 2, 256, 0>, 256, 3 * 2 * 64 * (2 * ROW + 0), false, 1},
-        {"bulk 2-row pieces 3x128 gap 32", stream_bulk_chunks<128, 3, 2, 256, 32>, 256, 3 * 2 * 64 * (2 * ROW + 32), false, 1},
-        {"bulk 2-row pieces 3x128 gap 64", stream_bulk_chunks<128, 3, 2, 256, 64>, 256, 3 * 2 * 64 * (2 * ROW + 64), false, 1},
-        {"bulk 2-row pieces 4x64 gap 128", stream_bulk_chunks<64, 4, 2, 256, 128>, 256, 4 * 2 * 32 * (2 * ROW + 128), false, 1},
-        {"bulk 16-row pieces 3x128 gap 0", stream_bulk_chunks<128, 3, 16, 256, 0>, 256, 3 * 2 * 8 * (16 * ROW + 0), false, 1},
-        {"bulk 16-row pieces 3x128 gap 128", stream_bulk_chunks<128, 3, 16, 256, 128>, 256, 3 * 2 * 8 * (16 * ROW + 128), false, 1},
-        {"bulk 2-row pieces 4x64 gap 32", stream_bulk_chunks<64, 4, 2, 256, 32>, 256, 4 * 2 * 32 * (2 * ROW + 32), false, 1},
+        {"bulk rows 3x128 (padded)", stream_bulk<128, 3, 1, 256, 16>, 256, 3 * 2 * 128 * LDSB, false, 1},
+        {"bulk rows 4x64 (padded)", stream_bulk<64, 4, 1, 256, 16>, 256, 4 * 2 * 64 * LDSB, false, 1},
+        {"bulk rows 2x128 (padded)", stream_bulk<128, 2, 1, 256, 16>, 256, 2 * 2 * 128 * LDSB, false, 1},
+        {"bulk rows 6x64 (padded)", stream_bulk<64, 6, 1, 256, 16>, 256, 6 * 2 * 64 * LDSB, false, 1},
+        {"bulk 2-row pieces 3x128", stream_bulk<128, 3, 2, 256, 16>, 256, 3 * 2 * 64 * (2 * ROW + 16), false, 1},
+        {"bulk 4-row pieces 3x128", stream_bulk<128, 3, 4, 256, 16>, 256, 3 * 2 * 32 * (4 * ROW + 16), false, 1},
+        {"bulk 8-row pieces 3x128", stream_bulk<128, 3, 8, 256, 16>, 256, 3 * 2 * 16 * (8 * ROW + 16), false, 1},
+        {"bulk 16-row pieces 3x128", stream_bulk<128, 3, 16, 256, 16>, 256, 3 * 2 * 8 * (16 * ROW + 16), false, 1},
+        {"bulk 2-row pieces 4x64", stream_bulk<64, 4, 2, 256, 16>, 256, 4 * 2 * 32 * (2 * ROW + 16), false, 1},
+        {"bulk 2-row pieces 3x128 gap 0", stream_bulk<128, 3, 2, 256, 0>, 256, 3 * 2 * 64 * (2 * ROW + 0), false, 1},
+        {"bulk 2-row pieces 3x128 gap 32", stream_bulk<128, 3, 2, 256, 32>, 256, 3 * 2 * 64 * (2 * ROW + 32), false, 1},
+        {"bulk 2-row pieces 3x128 gap 64", stream_bulk<128, 3, 2, 256, 64>, 256, 3 * 2 * 64 * (2 * ROW + 64), false, 1},
+        {"bulk 2-row pieces 4x64 gap 128", stream_bulk<64, 4, 2, 256, 128>, 256, 4 * 2 * 32 * (2 * ROW + 128), false, 1},
+        {"bulk 16-row pieces 3x128 gap 0", stream_bulk<128, 3, 16, 256, 0>, 256, 3 * 2 * 8 * (16 * ROW + 0), false, 1},
+        {"bulk 16-row pieces 3x128 gap 128", stream_bulk<128, 3, 16, 256, 128>, 256, 3 * 2 * 8 * (16 * ROW + 128), false, 1},
+        {"bulk 2-row pieces 4x64 gap 32", stream_bulk<64, 4, 2, 256, 32>, 256, 4 * 2 * 32 * (2 * ROW + 32), false, 1},
     };
     std::vector<bool> fits(vs.size(), true);
     for (size_t i = 0; i < vs.size(); i++)

@@ -133,6 +133,13 @@ const smallSharedMemoryDecodeWarps = 4
 // % faster at batch 8 (bench/RESULTS.md).
 const hopperDecodeBuffers = 3
 
+// withHopperDecode is g with the decode Kernels gives sm_90a: bulk copies
+// through hopperDecodeBuffers stages.
+func (g geometry) withHopperDecode() geometry {
+	g.decodeBulk, g.decodeBuffers = true, hopperDecodeBuffers
+	return g
+}
+
 // Kernels returns the CUDA kernels for model shape m on dev: the
 // attention.prefill role (flash_prefill_sm90ws or flash_prefill, as prefill
 // chooses: PrefillAuto, PrefillMMA or PrefillWGMMA) and the
@@ -144,7 +151,7 @@ func Kernels(m sdk.ModelShape, dev sdk.Device, prefill string) ([]sdk.Kernel, er
 	}
 	hopper := dev.Arch == "sm_90a"
 	if hopper {
-		geo.decodeBulk, geo.decodeBuffers = true, hopperDecodeBuffers
+		geo = geo.withHopperDecode()
 	}
 	wgmmaShape := m.HeadDim == 64 || m.HeadDim == 128
 	switch prefill {

@@ -140,9 +140,8 @@ func TestGPUFlashGeometry(t *testing.T) {
 // benchGeometries: the mma.sync default, the wgmma build Kernels picks on
 // Hopper, and the others.
 func benchGeometries() []geometry {
-	hopper := defaultGeometry
+	hopper := defaultGeometry.withHopperDecode()
 	hopper.sm90BN = sm90DefaultBN
-	hopper.decodeBulk, hopper.decodeBuffers = true, hopperDecodeBuffers
 	return append([]geometry{defaultGeometry, hopper}, otherGeometries...)
 }
 
